@@ -1,0 +1,210 @@
+"""The ``faasopt`` command: a thin door onto the library.
+
+Exit status: 0 converged, 1 bad manifest or data, 2 the job failed or did not converge.
+Data (the summary) goes to stdout, diagnostics and progress to stderr.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from faasopt.errors import DataError, FaasoptError, SpecError
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED = 0, 1, 2
+
+app = typer.Typer(
+    help="Train models by distributed optimization on serverless functions.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+out_console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _bad_input(exc: SpecError | DataError) -> typer.Exit:
+    problems = exc.problems if isinstance(exc, SpecError) else [exc]
+    prefix = f"{exc.source}: " if isinstance(exc, SpecError) and exc.source else ""
+    for problem in problems:
+        err_console.print(f"[red]error[/red]: {prefix}{problem}", markup=True, highlight=False)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="A TrainingJob manifest (YAML).")],
+) -> None:
+    """Check a manifest and its data source; print every problem with its field path."""
+    from faasopt.plan import plan_job
+    from faasopt.spec import TrainingJob
+
+    try:
+        plan = plan_job(TrainingJob.from_yaml(file))
+    except (SpecError, DataError) as exc:
+        raise _bad_input(exc) from None
+    out_console.print(
+        f"{file}: valid ({plan.rows} rows x {plan.features} features, "
+        f"{plan.n_blocks} blocks on {plan.workers} {plan.platform} workers)",
+        highlight=False,
+    )
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="A TrainingJob manifest (YAML).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for report.json and solution.npy.", envvar="FAASOPT_OUT"),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Workers to start (overrides spec.workers.count).", envvar="FAASOPT_WORKERS"
+        ),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(help="Live display; default: on when stderr is a terminal."),
+    ] = None,
+) -> None:
+    """Solve a TrainingJob locally: a nats-server, worker processes and a coordinator."""
+    from faasopt.runner import run as run_job
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    live = err_console.is_terminal if progress is None else progress
+    display = _Progress(live)
+    try:
+        with display:
+            result = run_job(
+                file, workers=workers, out=out, on_start=display.start, on_round=display.round
+            )
+    except (SpecError, DataError) as exc:
+        raise _bad_input(exc) from None
+    except FaasoptError as exc:
+        err_console.print(f"[red]failed[/red]: {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    _summary(result.report, out)
+    if not result.converged:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+class _Progress:
+    """A live table on a terminal, one plain line per iteration otherwise (both on stderr)."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = (
+            Live(console=err_console, refresh_per_second=8, transient=True) if live else None
+        )
+        self.plan = None
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> _Progress:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def start(self, plan) -> None:
+        self.plan = plan
+        self.started = time.perf_counter()
+        message = (
+            f"{plan.namespace}/{plan.name}: {plan.rows} x {plan.features}, {plan.n_blocks} blocks, "
+            f"{plan.workers} {plan.platform} workers, nats-server and workers starting"
+        )
+        if self.live is not None:
+            self.live.update(message)
+        else:
+            err_console.print(message, highlight=False, soft_wrap=True)
+
+    def round(self, report) -> None:
+        r, s = report.record, self.plan.settings
+        elapsed = time.perf_counter() - self.started
+        if self.live is None:
+            err_console.print(
+                f"iter {r.iteration:4d}  objective {r.objective:.6e}  "
+                f"r {r.primal_residual:.2e}/{s.primal_tolerance:.0e}  "
+                f"s {r.dual_residual:.2e}/{s.dual_tolerance:.0e}  rho {r.rho:.3g}  "
+                f"workers {len(report.timings)}  {elapsed:.1f}s",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+        table = Table(title=f"{self.plan.namespace}/{self.plan.name}", title_justify="left")
+        for column in ("iteration", "objective", "primal r", "dual s", "rho", "workers", "elapsed"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            f"{r.iteration + 1}/{s.max_iterations}",
+            f"{r.objective:.6e}",
+            f"{r.primal_residual:.2e} / {s.primal_tolerance:.0e}",
+            f"{r.dual_residual:.2e} / {s.dual_tolerance:.0e}",
+            f"{r.rho:.3g}",
+            str(len(report.timings)),
+            f"{elapsed:.1f} s",
+        )
+        self.live.update(table)
+
+
+def _summary(report: dict, out: Path | None) -> None:
+    table = Table(title="faasopt run", show_header=False, title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("")
+    worker_compute = sum(
+        t["compute"] for entry in report["trace"] for t in entry["perWorker"].values()
+    )
+    rows = [
+        ("job", f"{report['job']['namespace']}/{report['job']['name']}"),
+        ("status", report["status"] + (f": {report['error']}" if report["error"] else "")),
+        ("iterations", str(report["iterations"])),
+        ("objective", f"{report['objective']:.10g}" if report["objective"] is not None else "-"),
+        ("primal residual", _tol(report["primalResidual"], report["primalTolerance"])),
+        ("dual residual", _tol(report["dualResidual"], report["dualTolerance"])),
+        ("nonzeros", f"{report['nonzeros']} of {report['features']}"),
+        ("workers / blocks", f"{report['workers']} / {report['blocks']}"),
+        ("gradient work", f"{report['fullGradientEquivalents']:.1f} full-gradient equivalents"),
+        ("wall time", f"{report['wallSeconds']:.2f} s (solve {report['solveSeconds']:.2f} s)"),
+        ("worker compute", f"{worker_compute:.2f} s, speedup {report['speedup']:.2f}"),
+        ("cold start", _cold(report["coldStarts"])),
+    ]
+    if out is not None:
+        rows.append(("report", str(out / "report.json")))
+    for key, value in rows:
+        table.add_row(key, value)
+    out_console.print(table, highlight=False)
+
+
+def _tol(value: float | None, tolerance: float) -> str:
+    return "-" if value is None else f"{value:.3e} (tolerance {tolerance:g})"
+
+
+def _cold(starts: list[dict]) -> str:
+    seconds = [s["seconds"] for s in starts if s["seconds"] is not None]
+    return f"{min(seconds):.2f}-{max(seconds):.2f} s" if seconds else "-"
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted; workers and nats-server stopped")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""From a validated TrainingJob to what a run needs: resolved data, blocks and their placement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faasopt.data import block_bounds, scan_libsvm
+from faasopt.errors import FieldProblem, SpecError
+from faasopt.solvers.admm import AdmmSettings
+from faasopt.spec import TrainingJob
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything the coordinator and the platform need, free of the manifest's syntax."""
+
+    namespace: str
+    name: str
+    settings: AdmmSettings
+    source: dict[str, Any]
+    """The data source as it travels to workers (paths absolute, rows and features known)."""
+    rows: int
+    features: int
+    n_blocks: int
+    assignment: dict[str, tuple[int, ...]]
+    """Worker name -> the blocks it holds."""
+    platform: str
+    time_limit_seconds: float
+    memory_mb: int
+    active_deadline_seconds: float | None
+
+    @property
+    def workers(self) -> int:
+        return len(self.assignment)
+
+
+def assign_blocks(n_blocks: int, n_workers: int) -> dict[str, tuple[int, ...]]:
+    """Contiguous, balanced placement of blocks on workers ``w0 .. w{W-1}``."""
+    bounds = block_bounds(n_blocks, n_workers)
+    return {f"w{w}": tuple(range(bounds[w], bounds[w + 1])) for w in range(n_workers)}
+
+
+def resolve_source(job: TrainingJob) -> tuple[dict[str, Any], int, int]:
+    """The wire form of the job's data source, with (rows, features); reads a LIBSVM file once."""
+    data = job.spec.problem.data
+    if data.synthetic is not None:
+        s = data.synthetic
+        source = {"synthetic": s.model_dump()}
+        return source, s.samples, s.features
+    uri = data.libsvm.uri.removeprefix("file://")
+    path = Path(uri) if Path(uri).is_absolute() else job.base_dir / uri
+    info = scan_libsvm(path, data.libsvm.features)
+    source = {"libsvm": {"path": str(path), "rows": info.rows, "features": info.features}}
+    return source, info.rows, info.features
+
+
+def plan_job(job: TrainingJob, workers: int | None = None) -> JobPlan:
+    """Resolve data and placement; raises SpecError or DataError before anything starts.
+
+    ``workers`` overrides ``spec.workers.count`` (the CLI's ``--workers``); the number of blocks
+    stays what the manifest says, so the iterates do not change.
+    """
+    spec = job.spec
+    n_blocks = spec.workers.block_count
+    count = workers if workers is not None else spec.workers.count
+    if count < 1 or count > n_blocks:
+        raise SpecError(
+            [FieldProblem("spec.workers.count", f"must be in [1, blocks={n_blocks}], got {count}")]
+        )
+    source, rows, features = resolve_source(job)
+    if n_blocks > rows:
+        raise SpecError(
+            [
+                FieldProblem(
+                    "spec.workers.blocks", f"must be <= the data's rows ({rows}), got {n_blocks}"
+                )
+            ]
+        )
+    deadline = spec.run_policy.active_deadline_seconds
+    return JobPlan(
+        namespace=job.metadata.namespace,
+        name=job.metadata.name,
+        settings=job.admm_settings(),
+        source=source,
+        rows=rows,
+        features=features,
+        n_blocks=n_blocks,
+        assignment=assign_blocks(n_blocks, count),
+        platform=spec.workers.platform,
+        time_limit_seconds=spec.workers.time_limit_seconds,
+        memory_mb=spec.workers.memory_mb,
+        active_deadline_seconds=float(deadline) if deadline else None,
+    )

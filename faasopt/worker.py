@@ -1,0 +1,203 @@
+"""The stateless worker runtime (seed 001, Algorithm 2).
+
+A worker is started with a small payload (job, name, blocks, NATS address, data source). It loads
+its blocks, says hello, and from then on does only what the coordinator's messages say: take over
+the state of its blocks (``assign``), run rounds (``iterate``), report its losses at the final z and
+leave (``finish``), or leave at once (``stop``). Nothing it knows is lost if it dies: the
+coordinator can hand its blocks to another worker.
+
+Run as ``python -m faasopt.worker`` with the payload, as JSON, in ``$FAASOPT_WORKER_PAYLOAD``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from faasopt import protocol as p
+from faasopt.data import load_blocks
+from faasopt.solvers.admm import block_step
+from faasopt.solvers.local import LocalSolverSettings
+from faasopt.solvers.logistic import logistic_loss
+
+PAYLOAD_ENV = "FAASOPT_WORKER_PAYLOAD"
+log = logging.getLogger("faasopt.worker")
+
+
+@dataclass(frozen=True)
+class WorkerPayload:
+    """What a worker is started with: small, JSON, the same on every platform."""
+
+    namespace: str
+    job: str
+    worker: str
+    blocks: tuple[int, ...]
+    n_blocks: int
+    nats_url: str
+    data: dict[str, Any]
+    nats_token: str | None = None
+    idle_timeout_seconds: float = 300.0
+    """Leave when the coordinator says nothing for this long (it is gone)."""
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "blocks": list(self.blocks)})
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerPayload:
+        raw = json.loads(text)
+        return cls(**{**raw, "blocks": tuple(raw["blocks"])})
+
+
+@dataclass
+class _State:
+    x: np.ndarray | None = None
+    u: np.ndarray | None = None
+    rho_u: float = 1.0
+    settings: LocalSolverSettings = field(default_factory=LocalSolverSettings)
+    last_sent: float = 0.0
+    """When this worker last sent (hello or result): idle time runs from there."""
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def serve(payload: WorkerPayload) -> None:
+    """Run the worker until the coordinator finishes or stops it, or goes silent."""
+    started = time.perf_counter()
+    blocks = load_blocks(payload.data, payload.blocks, payload.n_blocks)
+    load_seconds = time.perf_counter() - started
+
+    subjects = p.Subjects(payload.namespace, payload.job)
+    decoder = p.Decoder(
+        subjects.key, accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND, p.Stop.KIND}
+    )
+    inbox: asyncio.Queue[tuple[float, p.Message]] = asyncio.Queue()
+
+    async def on_message(msg) -> None:
+        message = decoder.feed(msg.data)
+        if message is not None:
+            inbox.put_nowait((time.perf_counter(), message))
+
+    nc = await nats.connect(
+        payload.nats_url,
+        token=payload.nats_token,
+        name=f"{subjects.key}/{payload.worker}",
+        max_reconnect_attempts=10,
+    )
+    msg_ids = iter(range(1 << 62))
+
+    async def send(message: p.Message) -> None:
+        for frame in p.encode(message, subjects.key, payload.worker, next(msg_ids), nc.max_payload):
+            await nc.publish(subjects.up, frame)
+        await nc.flush()
+
+    try:
+        await nc.subscribe(subjects.ctl, cb=on_message)
+        await nc.subscribe(subjects.worker(payload.worker), cb=on_message)
+        await nc.flush()
+        await send(p.Hello(payload.worker, payload.blocks, os.getpid(), load_seconds))
+        await _loop(payload, blocks, inbox, send, hello_sent=time.perf_counter())
+    finally:
+        await nc.drain()
+
+
+async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) -> None:
+    state = _State(last_sent=hello_sent)
+    waiting: tuple[float, p.Iterate] | None = None  # an iterate that came before the assignment
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            received, message = await asyncio.wait_for(inbox.get(), payload.idle_timeout_seconds)
+        except TimeoutError:
+            log.warning("coordinator silent for %.0f s; leaving", payload.idle_timeout_seconds)
+            return
+        if isinstance(message, p.Assign):
+            if message.worker != payload.worker or message.blocks != payload.blocks:
+                continue
+            _take(state, message)
+            if waiting is None:
+                continue
+            received, message = waiting
+            waiting = None
+        if isinstance(message, p.Iterate):
+            if state.x is None:
+                waiting = (received, message)
+                continue
+            result = await loop.run_in_executor(None, _round, payload, blocks, state, message)
+            finished = time.perf_counter()
+            idle = received - state.last_sent
+            state.last_sent = finished
+            await send(p.Result(**result, compute_seconds=finished - received, idle_seconds=idle))
+        elif isinstance(message, p.Finish):
+            losses = tuple(logistic_loss(b.A, b.y, message.z) for b in blocks)
+            await send(p.Final(payload.worker, payload.blocks, losses, peak_rss_bytes()))
+            return
+        elif isinstance(message, p.Stop):
+            log.info("stopped by the coordinator: %s", message.reason)
+            return
+
+
+def _take(state: _State, message: p.Assign) -> None:
+    state.x = np.array(message.state[0])
+    state.u = np.array(message.state[1])
+    state.rho_u = message.rho_u
+    state.settings = LocalSolverSettings(
+        method=message.solver,
+        gradient_tolerance=message.gradient_tolerance,
+        relative_improvement=message.relative_improvement,
+        min_iterations=message.min_iterations,
+        max_iterations=message.max_iterations,
+    )
+
+
+def _round(payload: WorkerPayload, blocks, state: _State, message: p.Iterate) -> dict[str, Any]:
+    """Algorithm 2, lines 5-9, for every block this worker holds."""
+    updates = [
+        block_step(
+            b.A, b.y, state.x[i], state.u[i], message.z, message.rho, state.rho_u, state.settings
+        )
+        for i, b in enumerate(blocks)
+    ]
+    state.x = np.stack([up.x for up in updates])
+    state.u = np.stack([up.u for up in updates])
+    state.rho_u = message.rho
+    return {
+        "worker": payload.worker,
+        "iteration": message.iteration,
+        "blocks": payload.blocks,
+        "q": tuple(up.q for up in updates),
+        "loss_at_z": tuple(up.loss_at_z for up in updates),
+        "gradient_evaluations": tuple(up.gradient_evaluations for up in updates),
+        "solver_iterations": tuple(up.solver_iterations for up in updates),
+        "omega": np.stack([up.omega for up in updates]),
+    }
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    text = os.environ.get(PAYLOAD_ENV)
+    if not text:
+        log.error("no payload: set %s to the worker's JSON payload", PAYLOAD_ENV)
+        return 2
+    # One BLAS thread: workers are the parallelism, and scipy's L-BFGS-B makes many tiny BLAS
+    # calls that multi-threaded OpenBLAS slows down several times (scipy issue 22438).
+    with threadpool_limits(1):
+        asyncio.run(serve(WorkerPayload.from_json(text)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real nats-server, manifests written to disk, and reference solutions."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+from threadpoolctl import threadpool_limits
+
+from faasopt.platforms.nats_server import NatsServer
+
+threadpool_limits(1)  # as in workers: in-process reference solves are several times faster
+BASE_MANIFEST: dict[str, Any] = {
+    "apiVersion": "faasopt.dev/v1alpha1",
+    "kind": "TrainingJob",
+    "metadata": {"name": "test"},
+    "spec": {
+        "problem": {
+            "l1": 1.0,
+            "data": {"synthetic": {"samples": 2000, "features": 200, "density": 0.02, "seed": 3}},
+        },
+        "workers": {"count": 2},
+    },
+}
+
+
+def merge(base: dict, patch: dict) -> dict:
+    """Deep merge; a value of None in ``patch`` deletes the key."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@pytest.fixture
+def manifest(tmp_path: Path):
+    """Write a manifest (the base one, deep-merged with a patch) and return its path."""
+
+    def write(patch: dict | None = None, name: str = "job.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(merge(BASE_MANIFEST, patch or {})))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def nats_server():
+    """A real nats-server on a free loopback port, for one test module."""
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Every test must leave no child process behind (workers, nats-server)."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    leftovers = [
+        p for p in psutil.Process().children(recursive=True) if p.pid not in before and _alive(p)
+    ]
+    for p in leftovers:
+        p.kill()
+    assert not leftovers, f"processes left behind: {[p.cmdline() for p in leftovers]}"
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def objective(A, y, x: np.ndarray, l1: float) -> float:
+    """sum_i log(1 + exp(-y_i a_i.x)) + l1 ||x||_1, the one formula both sides are scored by."""
+    return float(np.logaddexp(0.0, -y * (A @ x)).sum() + l1 * np.abs(x).sum())
+
+
+def liblinear(A, y, l1: float, tol: float = 1e-10) -> np.ndarray:
+    """scikit-learn's liblinear L1 logistic regression: C = 1 / l1, no intercept.
+
+    At tol 1e-10 liblinear's own test often never passes although its objective stopped changing
+    in the 15th digit; 1000 outer iterations cap it (measured: same objective as 10 000).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(
+        l1_ratio=1,
+        solver="liblinear",
+        C=1.0 / l1,
+        fit_intercept=False,
+        tol=tol,
+        max_iter=1000,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(A, y).coef_.ravel()

@@ -1,0 +1,172 @@
+"""Wire format: round trips, chunking, and every kind of bad frame dropped and counted."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from faasopt import protocol as p
+
+JOB = "default/test"
+ALL = set(p.KINDS)
+
+
+def _result(iteration=3, omega=None):
+    omega = np.arange(6.0).reshape(2, 3) if omega is None else omega
+    return p.Result(
+        worker="w0",
+        iteration=iteration,
+        blocks=(0, 1),
+        q=(0.5, 0.25),
+        loss_at_z=(10.0, 11.5),
+        gradient_evaluations=(4, 5),
+        solver_iterations=(3, 4),
+        compute_seconds=0.01,
+        idle_seconds=0.002,
+        omega=omega,
+    )
+
+
+def _decode_all(frames, decoder=None):
+    decoder = decoder or p.Decoder(JOB, ALL)
+    out = [m for f in frames if (m := decoder.feed(f)) is not None]
+    return out, decoder
+
+
+def test_subjects_are_per_job():
+    s = p.Subjects("team-a", "quickstart")
+    assert (s.ctl, s.up, s.hb) == (
+        "faasopt.team-a.quickstart.ctl",
+        "faasopt.team-a.quickstart.up",
+        "faasopt.team-a.quickstart.hb",
+    )
+    assert s.worker("w3") == "faasopt.team-a.quickstart.ctl.w3"
+    assert s.key == "team-a/quickstart"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        p.Hello("w1", (2, 3), 1234, 0.5),
+        p.Iterate(7, 0.5, np.linspace(-1, 1, 5)),
+        _result(),
+        p.Finish("converged", np.ones(4)),
+        p.Final("w1", (2,), (1.25,), 10_000_000),
+        p.Stop("deadline"),
+        p.Assign("w0", (0,), 2.0, "fista", 1e-2, 1e-12, 1, 1000, np.zeros((2, 1, 3))),
+    ],
+)
+def test_every_kind_round_trips_exactly(message):
+    frames = p.encode(message, JOB, "sender", 1, max_payload=1 << 20)
+    (decoded,), decoder = _decode_all(frames)
+    assert type(decoded) is type(message)
+    for name, value in vars(message).items():
+        got = getattr(decoded, name)
+        if isinstance(value, np.ndarray):
+            assert got.dtype == np.float64 and np.array_equal(got, value)
+        else:
+            assert got == value
+    assert not decoder.rejected
+
+
+def test_large_vectors_are_chunked_and_reassembled():
+    z = np.random.default_rng(0).normal(size=100_000)  # 800 kB
+    frames = p.encode(p.Iterate(1, 1.0, z), JOB, "c", 9, max_payload=64 * 1024)
+    assert len(frames) > 12 and all(len(f) <= 64 * 1024 for f in frames)
+    decoder = p.Decoder(JOB, ALL)
+    out = [decoder.feed(f) for f in reversed(frames)]  # order does not matter
+    assert out[:-1] == [None] * (len(frames) - 1)
+    assert np.array_equal(out[-1].z, z)
+    assert not decoder.rejected
+
+
+def _frame(header: dict, payload: bytes = b"") -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<4sI", b"FOP1", len(text)) + text + payload
+
+
+GOOD_ITERATE = {"kind": "iterate.v1", "job": JOB, "sender": "c", "msg": 1, "iteration": 1,
+                "rho": 1.0, "dtype": "<f8", "shape": [2], "nbytes": 16}  # fmt: skip
+TWO = np.array([1.0, 2.0]).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"", "truncated"),
+        (b"XXXX\x00\x00\x00\x00", "bad-magic"),
+        (struct.pack("<4sI", b"FOP1", 1000) + b"{}", "truncated"),
+        (struct.pack("<4sI", b"FOP1", 3) + b"{{{", "bad-header"),
+        (struct.pack("<4sI", b"FOP1", 2) + b"[]", "bad-header"),
+        (_frame({**GOOD_ITERATE, "job": "other/job"}, TWO), "foreign-job"),
+        (_frame({**GOOD_ITERATE, "kind": "iterate.v0"}, TWO), "unexpected-kind"),
+        (_frame({**GOOD_ITERATE, "kind": "pickle.v1"}, TWO), "unexpected-kind"),
+        (_frame({**GOOD_ITERATE, "iteration": "1"}, TWO), "bad-field"),
+        (_frame({**GOOD_ITERATE, "iteration": True}, TWO), "bad-field"),
+        (_frame({**GOOD_ITERATE, "rho": None}, TWO), "bad-field"),
+        (_frame(GOOD_ITERATE, TWO).replace(b'"rho": 1.0', b'"rho": NaN'), "non-finite"),
+        (_frame({**GOOD_ITERATE, "dtype": "<f4"}, TWO), "bad-dtype"),
+        (_frame({**GOOD_ITERATE, "dtype": "|O"}, TWO), "bad-dtype"),
+        (_frame({**GOOD_ITERATE, "shape": [3]}, TWO), "truncated"),
+        (_frame({**GOOD_ITERATE, "shape": "2"}, TWO), "bad-shape"),
+        (_frame(GOOD_ITERATE, np.array([1.0, np.nan]).tobytes()), "non-finite"),
+        (_frame(GOOD_ITERATE, np.array([np.inf, 0.0]).tobytes()), "non-finite"),
+        (_frame({**GOOD_ITERATE, "chunk": [5, 2]}, TWO), "bad-chunk"),
+        (_frame({**GOOD_ITERATE, "chunk": [0, 2], "nbytes": 1 << 40}, TWO), "too-large"),
+        (_frame({"kind": "stop.v1", "job": JOB, "reason": "x", "nbytes": 2}, b"ab"), "bad-array"),
+    ],
+)
+def test_bad_frames_are_dropped_and_counted(frame, reason):
+    decoder = p.Decoder(JOB, ALL)
+    assert decoder.feed(frame) is None
+    assert decoder.rejected == {reason: 1}
+
+
+def test_kinds_a_side_does_not_expect_are_dropped():
+    decoder = p.Decoder(JOB, accept={p.Iterate.KIND})
+    (frame,) = p.encode(_result(), JOB, "w0", 1, 1 << 20)
+    assert decoder.feed(frame) is None
+    assert decoder.rejected == {"unexpected-kind": 1}
+
+
+def test_duplicate_and_flooding_chunks_are_bounded():
+    z = np.arange(1000.0)
+    decoder = p.Decoder(JOB, ALL, max_pending=4)
+    frames = p.encode(p.Iterate(1, 1.0, z), JOB, "c", 1, max_payload=2048)
+    assert decoder.feed(frames[0]) is None
+    assert decoder.feed(frames[0]) is None
+    assert decoder.rejected["duplicate-chunk"] == 1
+    for msg_id in range(2, 10):  # a flood of first chunks of messages that never complete
+        first = p.encode(p.Iterate(1, 1.0, z), JOB, "c", msg_id, max_payload=2048)[0]
+        decoder.feed(first)
+    assert len(decoder._pending) == 4
+    assert decoder.rejected["chunk-evicted"] == 5
+
+
+def test_encoding_refuses_non_finite_scalars():
+    with pytest.raises(ValueError):
+        p.encode(p.Iterate(1, float("nan"), np.zeros(2)), JOB, "c", 1, 1 << 20)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_decoder_never_raises_on_garbage(data):
+    decoder = p.Decoder(JOB, ALL)
+    assert decoder.feed(data) is None
+    assert sum(decoder.rejected.values()) == 1
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(0, 400), st.integers(0, 10**6))
+def test_decoder_never_raises_on_mutated_frames(position, value):
+    (frame,) = p.encode(_result(), JOB, "w0", 1, 1 << 20)
+    data = bytearray(frame)
+    data[position % len(data)] = value % 256
+    decoder = p.Decoder(JOB, ALL)
+    message = decoder.feed(bytes(data))
+    assert message is not None or sum(decoder.rejected.values()) == 1
