@@ -1,13 +1,12 @@
 """The ``faasopt`` command: a thin door onto the library.
 
-Exit status: 0 converged, 1 bad manifest or data, 2 the job failed or did not converge.
+Exit status: 0 converged, 1 bad manifest or data, 2 the job failed or did not converge,
+128 + N when stopped by signal N (130 for Ctrl-C).
 Data (the summary) goes to stdout, diagnostics and progress to stderr.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from faasopt.errors import DataError, FaasoptError, SpecError
+from faasopt.errors import DataError, FaasoptError, Interrupted, SpecError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED = 0, 1, 2
 
@@ -79,7 +78,6 @@ def run(
     """Solve a TrainingJob locally: a nats-server, worker processes and a coordinator."""
     from faasopt.runner import run as run_job
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     live = err_console.is_terminal if progress is None else progress
     display = _Progress(live)
     try:
@@ -92,13 +90,14 @@ def run(
     except FaasoptError as exc:
         err_console.print(f"[red]failed[/red]: {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
+    except Interrupted as exc:
+        err_console.print("interrupted: workers and nats-server stopped")
+        raise typer.Exit(128 + exc.signum) from None
     _summary(result.report, out)
+    if result.report["error"]:
+        err_console.print(f"[red]failed[/red]: {result.report['error']}", highlight=False)
     if not result.converged:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)
 
 
 class _Progress:
@@ -199,11 +198,7 @@ def _cold(starts: list[dict]) -> str:
 
 def main() -> None:
     """Console entry point."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted; workers and nats-server stopped")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

@@ -142,6 +142,11 @@ class Coordinator:
         self._inbox: asyncio.Queue[tuple[float, p.Message]] = asyncio.Queue()
         self._msg_ids = iter(range(1 << 62))
         self._deadline = float("inf")
+        self.interrupted: int | None = None
+
+    def interrupt(self, signum: int) -> None:
+        """Stop at the next poll: workers are told to leave and the run ends unfinished."""
+        self.interrupted = signum
 
     async def run(self) -> Outcome:
         """Start the workers, iterate to the end, collect the final objective. Never raises
@@ -305,6 +310,8 @@ class Coordinator:
         pending = set(self.workers)
         deadline = min(time.perf_counter() + timeout, self._deadline)
         while pending:
+            if self.interrupted is not None:
+                raise FaasoptError(f"{phase}: interrupted by signal {self.interrupted}")
             now = time.perf_counter()
             if now >= deadline:
                 if deadline == self._deadline:
@@ -315,10 +322,9 @@ class Coordinator:
                     missing,
                     timeout,
                 )
-            try:
-                received, msg = await asyncio.wait_for(
-                    self._inbox.get(), min(self.settings.poll_seconds, deadline - now)
-                )
+            try:  # asyncio.timeout, unlike wait_for in 3.11, never turns a cancel into a timeout
+                async with asyncio.timeout(min(self.settings.poll_seconds, deadline - now)):
+                    received, msg = await self._inbox.get()
             except TimeoutError:
                 self._check_alive(pending if allow_exit else set(self.workers), phase)
                 continue

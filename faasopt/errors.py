@@ -64,6 +64,14 @@ class WorkerTimeoutError(PlatformError, TimeoutError):
         super().__init__(message)
 
 
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (Ctrl-C, SIGTERM) after its processes were stopped."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by signal {signum}")
+
+
 class JobDeadlineError(FaasoptError, TimeoutError):
     """The job ran past runPolicy.activeDeadlineSeconds."""
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 import numpy as np
 
 from faasopt.coordinator import Coordinator, CoordinatorSettings, OnRound
+from faasopt.errors import Interrupted
+from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job
 from faasopt.platforms.local import LocalPlatform
 from faasopt.platforms.nats_server import NatsServer
@@ -60,7 +63,8 @@ def run(
 
     A bad manifest or data raises SpecError or DataError before anything starts. A run that fails
     or does not converge returns a Result whose report says so. The nats-server and every worker
-    process are stopped on return, on exceptions and on Ctrl-C.
+    process are stopped on return, on exceptions and on Ctrl-C or SIGTERM, which then raise
+    :class:`faasopt.errors.Interrupted` (a KeyboardInterrupt).
     """
     plan = plan_job(load(job), workers)
     if on_start is not None:
@@ -80,9 +84,16 @@ def run(
 
 
 async def _solve(plan: JobPlan, url: str, platform, on_round, settings):
-    nc = await nats.connect(url, name=f"{plan.namespace}/{plan.name}/coordinator")
+    nc = await connect(url, f"{plan.namespace}/{plan.name}/coordinator")
+    coordinator = Coordinator(plan, nc, platform, url, on_round=on_round, settings=settings)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(ValueError, RuntimeError):  # signals only in the main thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, coordinator.interrupt, signum)
     try:
-        coordinator = Coordinator(plan, nc, platform, url, on_round=on_round, settings=settings)
-        return await coordinator.run()
+        outcome = await coordinator.run()
     finally:
-        await nc.drain()
+        await disconnect(nc)
+    if coordinator.interrupted is not None:
+        raise Interrupted(coordinator.interrupted)
+    return outcome

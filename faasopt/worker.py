@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from faasopt import protocol as p
 from faasopt.data import load_blocks
+from faasopt.nats_client import connect, disconnect
 from faasopt.solvers.admm import block_step
 from faasopt.solvers.local import LocalSolverSettings
 from faasopt.solvers.logistic import logistic_loss
@@ -91,12 +91,7 @@ async def serve(payload: WorkerPayload) -> None:
         if message is not None:
             inbox.put_nowait((time.perf_counter(), message))
 
-    nc = await nats.connect(
-        payload.nats_url,
-        token=payload.nats_token,
-        name=f"{subjects.key}/{payload.worker}",
-        max_reconnect_attempts=10,
-    )
+    nc = await connect(payload.nats_url, f"{subjects.key}/{payload.worker}", payload.nats_token)
     msg_ids = iter(range(1 << 62))
 
     async def send(message: p.Message) -> None:
@@ -111,7 +106,7 @@ async def serve(payload: WorkerPayload) -> None:
         await send(p.Hello(payload.worker, payload.blocks, os.getpid(), load_seconds))
         await _loop(payload, blocks, inbox, send, hello_sent=time.perf_counter())
     finally:
-        await nc.drain()
+        await disconnect(nc)
 
 
 async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) -> None:
@@ -120,7 +115,8 @@ async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) 
     loop = asyncio.get_running_loop()
     while True:
         try:
-            received, message = await asyncio.wait_for(inbox.get(), payload.idle_timeout_seconds)
+            async with asyncio.timeout(payload.idle_timeout_seconds):
+                received, message = await inbox.get()
         except TimeoutError:
             log.warning("coordinator silent for %.0f s; leaving", payload.idle_timeout_seconds)
             return
@@ -194,8 +190,11 @@ def main() -> int:
         return 2
     # One BLAS thread: workers are the parallelism, and scipy's L-BFGS-B makes many tiny BLAS
     # calls that multi-threaded OpenBLAS slows down several times (scipy issue 22438).
-    with threadpool_limits(1):
-        asyncio.run(serve(WorkerPayload.from_json(text)))
+    try:
+        with threadpool_limits(1):
+            asyncio.run(serve(WorkerPayload.from_json(text)))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent cleans up
+        return 130
     return 0
 
 

@@ -39,6 +39,7 @@ class LocalPlatform:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL if self.quiet else None,
                 preexec_fn=die_with_parent,
+                process_group=0,  # Ctrl-C reaches only faasopt, which stops workers in order
             )
         except OSError as exc:
             raise PlatformError(f"cannot start worker {payload.worker}: {exc}") from None

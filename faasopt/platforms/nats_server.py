@@ -83,6 +83,7 @@ class NatsServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            process_group=0,  # Ctrl-C goes to faasopt, which stops the server after the workers
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
