@@ -71,6 +71,7 @@ def run(
         on_start(plan)
     started = time.perf_counter()
     platform = LocalPlatform(quiet=quiet_workers)
+    platform.deploy()
     with NatsServer() as server:
         try:
             outcome = asyncio.run(_solve(plan, server.url, platform, on_round, settings))

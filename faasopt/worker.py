@@ -81,8 +81,11 @@ async def serve(payload: WorkerPayload) -> None:
     load_seconds = time.perf_counter() - started
 
     subjects = p.Subjects(payload.namespace, payload.job)
+    features = blocks[0].A.shape[1]
     decoder = p.Decoder(
-        subjects.key, accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND, p.Stop.KIND}
+        subjects.key,
+        accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND, p.Stop.KIND},
+        max_message_bytes=8 * (2 * len(blocks) * features + 1024),  # the assignment is largest
     )
     inbox: asyncio.Queue[tuple[float, p.Message]] = asyncio.Queue()
 

@@ -114,3 +114,24 @@ def test_rho_changes_rescale_u():
     result = reference_admm(parts, AdmmSettings(l1=1.0))
     rhos = {r.rho for r in result.history}
     assert len(rhos) > 1 and result.converged
+
+
+def test_fista_and_lbfgs_reach_the_same_optimum():
+    parts, _, _ = _problem(samples=1200, features=60, seed=8)
+    tight = dict(primal_tolerance=1e-7, dual_tolerance=1e-7, max_iterations=3000)
+    z = {
+        method: reference_admm(
+            parts,
+            AdmmSettings(
+                l1=1.0,
+                local=LocalSolverSettings(
+                    method=method, gradient_tolerance=1e-9, relative_improvement=0.0
+                ),
+                **tight,
+            ),
+        )
+        for method in ("lbfgs", "fista")
+    }
+    assert z["lbfgs"].converged and z["fista"].converged
+    assert z["fista"].objective == pytest.approx(z["lbfgs"].objective, rel=1e-9)
+    np.testing.assert_allclose(z["fista"].z, z["lbfgs"].z, atol=1e-5)

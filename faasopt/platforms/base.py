@@ -26,6 +26,3 @@ class Platform(Protocol):
 
     def teardown(self) -> None:
         """Stop every worker of the job and remove what deploy made."""
-
-    def price(self, worker_seconds: float, memory_mb: int) -> float:
-        """Dollars for ``worker_seconds`` of workers with ``memory_mb`` each."""

@@ -66,7 +66,3 @@ class LocalPlatform:
     def teardown(self) -> None:
         terminate(self._processes.values())
         self._processes.clear()
-
-    def price(self, worker_seconds: float, memory_mb: int) -> float:
-        """Local processes cost nothing beyond the machine."""
-        return 0.0

@@ -7,7 +7,6 @@ process that started it, also when that process is killed.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 from faasopt.errors import PlatformError
 from faasopt.platforms.processes import die_with_parent, terminate
 
+_READY = "Server is ready"
 MAX_PAYLOAD = 8 * 1024 * 1024
 """Bytes per NATS message; larger frames are chunked by the protocol. NATS caps it at 64 MiB."""
 
@@ -85,25 +85,22 @@ class NatsServer:
             preexec_fn=die_with_parent,
             process_group=0,  # Ctrl-C goes to faasopt, which stops the server after the workers
         )
+        # Ready means this process says so: a port that answers may belong to another server.
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
+                tail = self._tail()
                 self.stop()
-                raise PlatformError(f"nats-server exited at start: {self._tail()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
+                raise PlatformError(f"nats-server exited at start: {tail}")
+            if _READY in self._tail():
                 return self
-            time.sleep(0.02)
+            time.sleep(0.01)
         self.stop()
-        raise PlatformError(
-            f"nats-server did not listen on port {self.port} in {self.start_timeout} s"
-        )
+        raise PlatformError(f"nats-server not ready on port {self.port} in {self.start_timeout} s")
 
     def _tail(self) -> str:
         path = Path(self._dir.name) / "nats.log"
-        return path.read_text(errors="replace")[-500:] if path.exists() else ""
+        return path.read_text(errors="replace")[-2000:].strip() if path.exists() else ""
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its files."""
