@@ -136,3 +136,18 @@ def test_not_converging_is_a_reported_result(manifest):
     assert not result.converged
     assert result.report["status"] == "maxIterations" and result.iterations == 3
     assert result.report["primalResidual"] > 0.02 or result.report["dualResidual"] > 0.02
+
+
+def test_active_deadline_ends_the_run_as_failed(manifest):
+    patch = {
+        "spec": {
+            "algorithm": {
+                "admm": {"maxIterations": 10**6, "primalTolerance": 1e-30, "dualTolerance": 1e-30}
+            },
+            "runPolicy": {"activeDeadlineSeconds": 2},
+        }
+    }
+    result = faasopt.run(manifest(patch), quiet_workers=True)
+    assert result.report["status"] == "failed" and not result.converged
+    assert "exceeded its active deadline of 2 s" in result.report["error"]
+    assert result.iterations > 0  # it ran, then the deadline stopped it
