@@ -9,11 +9,13 @@ and checked; a bad, stale or foreign one is dropped and counted, never raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from nats.errors import Error as NatsError
 
 from faasopt import protocol as p
 from faasopt.errors import (
@@ -164,9 +166,10 @@ class Coordinator:
             while not self.consensus.done:
                 await self._round(solve_started)
             objective = await self._finish()
-        except FaasoptError as exc:
-            error = str(exc)
-            await self._publish(self.subjects.ctl, p.Stop(error[:200]))
+        except (FaasoptError, NatsError) as exc:
+            error = str(exc) if isinstance(exc, FaasoptError) else f"NATS: {exc}"
+            with contextlib.suppress(NatsError):  # workers also leave when NATS is gone
+                await self._publish(self.subjects.ctl, p.Stop(error[:200]))
         finally:
             await sub.unsubscribe()
         return Outcome(
@@ -243,7 +246,10 @@ class Coordinator:
             if msg.iteration != k:
                 raise ProtocolError("stale", f"result of round {msg.iteration} in round {k}")
             idx = list(msg.blocks)
-            if msg.omega.shape != (len(idx), self.plan.features) or len(msg.q) != len(idx):
+            per_block = (msg.q, msg.loss_at_z, msg.gradient_evaluations, msg.solver_iterations)
+            if msg.omega.shape != (len(idx), self.plan.features) or any(
+                len(values) != len(idx) for values in per_block
+            ):
                 raise ProtocolError("bad-shape", f"omega {msg.omega.shape} for blocks {idx}")
             omega[idx], q[idx], loss[idx] = msg.omega, msg.q, msg.loss_at_z
             evaluations += sum(msg.gradient_evaluations)
@@ -271,6 +277,8 @@ class Coordinator:
         def final(t: float, msg: p.Message) -> str | None:
             if not isinstance(msg, p.Final):
                 return None
+            if len(msg.loss_at_z) != len(msg.blocks):
+                raise ProtocolError("bad-shape", f"{len(msg.loss_at_z)} losses for {msg.blocks}")
             loss[list(msg.blocks)] = msg.loss_at_z
             self.workers[msg.worker].peak_rss_bytes = msg.peak_rss_bytes
             return msg.worker

@@ -151,3 +151,12 @@ def test_active_deadline_ends_the_run_as_failed(manifest):
     assert result.report["status"] == "failed" and not result.converged
     assert "exceeded its active deadline of 2 s" in result.report["error"]
     assert result.iterations > 0  # it ran, then the deadline stopped it
+
+
+def test_peak_memory_is_each_processes_own(manifest):
+    """A worker's figure is its own, not the peak it inherited from a large parent."""
+    ballast = np.ones(400 * 2**20 // 8)  # 400 MB in the coordinator's process
+    result = faasopt.run(_job(manifest, count=2), quiet_workers=True)
+    workers = result.report["peakRssBytes"]["workers"].values()
+    assert all(20e6 < rss < 300e6 for rss in workers), list(workers)
+    assert result.report["peakRssBytes"]["coordinator"] >= ballast.nbytes

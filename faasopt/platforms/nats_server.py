@@ -15,6 +15,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from faasopt.errors import PlatformError
 from faasopt.platforms.processes import die_with_parent, terminate
@@ -59,8 +60,8 @@ class NatsServer:
     def __init__(self, port: int | None = None, start_timeout: float = 10.0) -> None:
         self.port = port or free_port()
         self.start_timeout = start_timeout
-        self._dir = tempfile.TemporaryDirectory(prefix="faasopt-nats-")
         self._process: subprocess.Popen | None = None
+        self._log: BinaryIO | None = None
 
     @property
     def url(self) -> str:
@@ -71,44 +72,43 @@ class NatsServer:
         return self._process.pid if self._process else None
 
     def start(self) -> NatsServer:
-        config = Path(self._dir.name) / "nats.conf"
-        config.write_text(
-            f"listen: 127.0.0.1:{self.port}\nmax_payload: {MAX_PAYLOAD}\nmax_pending: 256MB\n"
-        )
-        log = open(Path(self._dir.name) / "nats.log", "wb")  # noqa: SIM115 (closed in stop)
-        self._log = log
-        self._process = subprocess.Popen(
-            [str(nats_server_binary()), "-c", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-            process_group=0,  # Ctrl-C goes to faasopt, which stops the server after the workers
-        )
-        # Ready means this process says so: a port that answers may belong to another server.
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                tail = self._tail()
-                self.stop()
-                raise PlatformError(f"nats-server exited at start: {tail}")
-            if _READY in self._tail():
-                return self
-            time.sleep(0.01)
+        # The config and log live in a folder that is gone once the server is up (or failed):
+        # the server keeps its open log, and nothing is left behind even if we are SIGKILLed.
+        with tempfile.TemporaryDirectory(prefix="faasopt-nats-") as folder:
+            config, log_path = Path(folder) / "nats.conf", Path(folder) / "nats.log"
+            config.write_text(
+                f"listen: 127.0.0.1:{self.port}\nmax_payload: {MAX_PAYLOAD}\nmax_pending: 256MB\n"
+            )
+            self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+            self._process = subprocess.Popen(
+                [str(nats_server_binary()), "-c", str(config)],
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+                process_group=0,  # Ctrl-C goes to faasopt, which stops the server after the workers
+            )
+            # Ready means this process says so: a port that answers may be another server's.
+            deadline = time.monotonic() + self.start_timeout
+            while time.monotonic() < deadline:
+                log = log_path.read_text(errors="replace")
+                if self._process.poll() is not None:
+                    self.stop()
+                    raise PlatformError(f"nats-server exited at start: {log[-2000:].strip()}")
+                if _READY in log:
+                    return self
+                time.sleep(0.01)
         self.stop()
         raise PlatformError(f"nats-server not ready on port {self.port} in {self.start_timeout} s")
 
-    def _tail(self) -> str:
-        path = Path(self._dir.name) / "nats.log"
-        return path.read_text(errors="replace")[-2000:].strip() if path.exists() else ""
-
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its files."""
+        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
         if self._process is not None:
             terminate([self._process])
             self._process = None
+        if self._log is not None:
             self._log.close()
-        self._dir.cleanup()
+            self._log = None
 
     def __enter__(self) -> NatsServer:
         return self.start()

@@ -33,8 +33,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
-from scipy.optimize import minimize
 
 from faasopt.solvers.logistic import logistic_loss, logistic_loss_grad
 
@@ -254,6 +252,8 @@ def _solve_lbfgs(
             state["stopped"] = True
             raise StopIteration
 
+    from scipy.optimize import minimize  # here, not at the top: the coordinator never needs it
+
     res = minimize(
         fun,  # scipy's first request, at x0, is answered from the evaluation above
         x0,
@@ -333,7 +333,7 @@ def _solve_fista(
     f_y, F_y, g = value_and_gradient(x0)
     gg = float(g @ g)
 
-    L_max = rho + 0.25 * float(spla.norm(A, "fro")) ** 2
+    L_max = rho + 0.25 * float(A.multiply(A).sum())  # ||A||_F^2 without scipy.sparse.linalg
     if gg > 0.0 and (k_w > 0 or np.sqrt(gg) > eps_g):
         Ag = A @ g
         function_evaluations += 1
