@@ -283,11 +283,6 @@ def run_faasopt(
     manifest = write_manifest(folder, args, workers)
     out = folder / "out"
     command = [faasopt_executable(), "run", str(manifest), "--out", str(out), "--no-progress"]
-    # Through a small shell that forks (not execs) faasopt: on Linux a child's ru_maxrss starts
-    # at its parent's resident size at fork, and this process holds the whole data set several
-    # times over, which the report's peak RSS of the coordinator would otherwise show. From an
-    # interactive shell faasopt starts the same way.
-    command = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     seconds = time.perf_counter() - started
