@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+import scipy.optimize  # noqa: F401  (x-steps need it: load it in the cold start, not in round 0)
 
 from faasopt import protocol as p
 from faasopt.data import load_blocks
@@ -32,6 +32,10 @@ from faasopt.solvers.local import LocalSolverSettings
 from faasopt.solvers.logistic import logistic_loss
 
 PAYLOAD_ENV = "FAASOPT_WORKER_PAYLOAD"
+WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+"""Environment every platform gives its workers. One BLAS thread: workers are the parallelism,
+and scipy's L-BFGS-B makes many tiny BLAS calls that threaded OpenBLAS slows down several times
+(scipy issue 22438). It must be set before the process starts: BLAS reads it when it loads."""
 log = logging.getLogger("faasopt.worker")
 
 
@@ -201,11 +205,8 @@ def main() -> int:
     if not text:
         log.error("no payload: set %s to the worker's JSON payload", PAYLOAD_ENV)
         return 2
-    # One BLAS thread: workers are the parallelism, and scipy's L-BFGS-B makes many tiny BLAS
-    # calls that multi-threaded OpenBLAS slows down several times (scipy issue 22438).
     try:
-        with threadpool_limits(1):
-            asyncio.run(serve(WorkerPayload.from_json(text)))
+        asyncio.run(serve(WorkerPayload.from_json(text)))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent cleans up
         return 130
     return 0

@@ -8,7 +8,7 @@ import sys
 
 from faasopt.errors import PlatformError
 from faasopt.platforms.processes import die_with_parent, terminate
-from faasopt.worker import PAYLOAD_ENV, WorkerPayload
+from faasopt.worker import PAYLOAD_ENV, WORKER_ENV, WorkerPayload
 
 
 class LocalPlatform:
@@ -30,7 +30,7 @@ class LocalPlatform:
         """Nothing to prepare: the workers run this Python with this faasopt."""
 
     def invoke(self, payload: WorkerPayload) -> str:
-        env = {**os.environ, PAYLOAD_ENV: payload.to_json()}
+        env = {**os.environ, **WORKER_ENV, PAYLOAD_ENV: payload.to_json()}
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "faasopt.worker"],
