@@ -1,8 +1,8 @@
 """The coordinator: Algorithm 1 of seed 001 over NATS, with the ADMM variables kept per block.
 
 It starts the workers through a platform, hands each its blocks' state, and runs rounds: broadcast
-``(k, rho_k, z_k)``, gather every block's ``omega_b`` and ``q_b``, reduce in block order (so the
-iterates do not depend on the placement), z-step, stop or go on. Every incoming message is decoded
+``(k, rho_k, z_k)``, gather every block's new ``x_b``, reduce in block order (so the iterates do not
+depend on the placement), z-step, stop or go on. Every incoming message is decoded
 and checked; a bad, stale or foreign one is dropped and counted, never raised.
 """
 
@@ -231,8 +231,7 @@ class Coordinator:
     async def _round(self, solve_started: float) -> None:
         c = self.consensus
         k = c.iteration
-        omega = np.empty((self.plan.n_blocks, self.plan.features))
-        q = np.empty(self.plan.n_blocks)
+        x = np.empty((self.plan.n_blocks, self.plan.features))
         loss = np.empty(self.plan.n_blocks)
         evaluations = 0
         timings: dict[str, WorkerTiming] = {}
@@ -246,12 +245,12 @@ class Coordinator:
             if msg.iteration != k:
                 raise ProtocolError("stale", f"result of round {msg.iteration} in round {k}")
             idx = list(msg.blocks)
-            per_block = (msg.q, msg.loss_at_z, msg.gradient_evaluations, msg.solver_iterations)
-            if msg.omega.shape != (len(idx), self.plan.features) or any(
+            per_block = (msg.loss_at_z, msg.gradient_evaluations, msg.solver_iterations)
+            if msg.x.shape != (len(idx), self.plan.features) or any(
                 len(values) != len(idx) for values in per_block
             ):
-                raise ProtocolError("bad-shape", f"omega {msg.omega.shape} for blocks {idx}")
-            omega[idx], q[idx], loss[idx] = msg.omega, msg.q, msg.loss_at_z
+                raise ProtocolError("bad-shape", f"x {msg.x.shape} for blocks {idx}")
+            x[idx], loss[idx] = msg.x, msg.loss_at_z
             evaluations += sum(msg.gradient_evaluations)
             delay = t - sent
             timings[msg.worker] = WorkerTiming(
@@ -262,7 +261,7 @@ class Coordinator:
             return msg.worker
 
         await self._gather(result, f"round {k}", self.settings.round_timeout_seconds)
-        record = c.reduce(omega, q.tolist(), loss.tolist(), evaluations)
+        record = c.reduce(x, loss.tolist(), evaluations)
         report = RoundReport(record, time.perf_counter() - solve_started, timings)
         self.rounds.append(report)
         if self.on_round is not None:

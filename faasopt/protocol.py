@@ -115,24 +115,24 @@ class Iterate:
 
 @dataclass(frozen=True)
 class Result:
-    """One worker's blocks after round k (Algorithm 2, line 10), with its timings.
+    """One worker's blocks after round k, with its timings.
 
-    ``omega`` has shape (nb, d), rows in the order of ``blocks``; compute and idle seconds are
-    measured by the worker as in seed 001, Section II-B.
+    ``x`` holds the new x_b, shape (nb, d), rows in the order of ``blocks`` (the coordinator forms
+    omega_b and q_b of Algorithm 2 itself, from its exact copy of u_b); compute and idle seconds
+    are measured by the worker as in seed 001, Section II-B.
     """
 
-    KIND: ClassVar[str] = "result.v1"
-    ARRAY: ClassVar[str | None] = "omega"
+    KIND: ClassVar[str] = "result.v2"
+    ARRAY: ClassVar[str | None] = "x"
     worker: str
     iteration: int
     blocks: tuple[int, ...]
-    q: tuple[float, ...]
     loss_at_z: tuple[float, ...]
     gradient_evaluations: tuple[int, ...]
     solver_iterations: tuple[int, ...]
     compute_seconds: float
     idle_seconds: float
-    omega: np.ndarray
+    x: np.ndarray
 
 
 @dataclass(frozen=True)

@@ -191,11 +191,10 @@ def _round(payload: WorkerPayload, blocks, state: _State, message: p.Iterate) ->
         "worker": payload.worker,
         "iteration": message.iteration,
         "blocks": payload.blocks,
-        "q": tuple(up.q for up in updates),
         "loss_at_z": tuple(up.loss_at_z for up in updates),
         "gradient_evaluations": tuple(up.gradient_evaluations for up in updates),
         "solver_iterations": tuple(up.solver_iterations for up in updates),
-        "omega": np.stack([up.omega for up in updates]),
+        "x": state.x,
     }
 
 

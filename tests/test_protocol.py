@@ -16,19 +16,18 @@ JOB = "default/test"
 ALL = set(p.KINDS)
 
 
-def _result(iteration=3, omega=None):
-    omega = np.arange(6.0).reshape(2, 3) if omega is None else omega
+def _result(iteration=3, x=None):
+    x = np.arange(6.0).reshape(2, 3) if x is None else x
     return p.Result(
         worker="w0",
         iteration=iteration,
         blocks=(0, 1),
-        q=(0.5, 0.25),
         loss_at_z=(10.0, 11.5),
         gradient_evaluations=(4, 5),
         solver_iterations=(3, 4),
         compute_seconds=0.01,
         idle_seconds=0.002,
-        omega=omega,
+        x=x,
     )
 
 

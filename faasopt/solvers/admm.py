@@ -116,14 +116,21 @@ def next_penalty(rho: float, primal: float, dual: float, rule: Penalty) -> float
     return min(max(rho, RHO_MIN), RHO_MAX)
 
 
+def dual_update(u: np.ndarray, x: np.ndarray, z: np.ndarray, rho_u: float, rho: float):
+    """Algorithm 2, lines 5-6: u_b + (x_b - z_k), u_b first rescaled from rho_u to rho_k.
+
+    Works on one block (d,) or a stack (B, d). Workers and the coordinator both call it, with the
+    same inputs, so the coordinator's copy of every u_b is the worker's to the last bit.
+    """
+    return u * (rho_u / rho) + (x - z)
+
+
 @dataclass
 class BlockUpdate:
-    """What one block's round produces: the worker sends all of it but ``x`` and ``u``."""
+    """One block's round: the new x_b (sent to the coordinator) and the work it took."""
 
     x: np.ndarray
     u: np.ndarray
-    omega: np.ndarray
-    q: float
     loss_at_z: float
     gradient_evaluations: int
     solver_iterations: int
@@ -139,19 +146,18 @@ def block_step(
     rho_u: float,
     settings: LocalSolverSettings,
 ) -> BlockUpdate:
-    """One block's part of round k (Algorithm 2, lines 5-9).
+    """One block's part of round k (Algorithm 2, lines 5-7).
 
-    ``u`` is scaled for penalty ``rho_u`` (the previous round's) and is rescaled to ``rho`` first.
-    ``loss_at_z`` is f_b(z_k), so the coordinator can report the objective at z_k.
+    ``u`` is scaled for penalty ``rho_u`` (the previous round's). ``loss_at_z`` is f_b(z_k), so
+    the coordinator can report the objective at z_k. The paper's worker also forms
+    omega_b = x_b + u_b and q_b = ||x_b - z_k||^2; here the coordinator does, from x_b and its own
+    exact copy of u_b (see :class:`Consensus`).
     """
-    r = x - z
-    u = u * (rho_u / rho) + r
+    u = dual_update(u, x, z, rho_u, rho)
     local = solve_x_step(A, y, z - u, rho, x, settings)
     return BlockUpdate(
         x=local.x,
         u=u,
-        omega=local.x + u,
-        q=float(r @ r),
         loss_at_z=logistic_loss(A, y, z),
         gradient_evaluations=local.gradient_evaluations,
         solver_iterations=local.iterations,
@@ -176,9 +182,11 @@ class RoundRecord:
 class Consensus:
     """The coordinator's state and z-step, free of I/O (Algorithm 1).
 
-    It also tracks every block's ``(x_b, u_b)`` from the omegas it receives, so that any block can
-    be handed to a fresh, stateless worker: ``u_b`` follows the worker's own update and
-    ``x_b = omega_b - u_b``.
+    Workers send their new x_b; the coordinator applies the workers' own dual update
+    (:func:`dual_update`, same inputs, same arithmetic) to its copy of every u_b, then forms
+    omega_b = x_b + u_b and q_b = ||x_b - z_k||^2 itself. So it always holds every block's exact
+    state ``(x_b, u_b)``, and any block can be handed to a fresh, stateless worker with nothing
+    lost but the round in flight.
 
     Parameters
     ----------
@@ -207,23 +215,22 @@ class Consensus:
         return self.status is not None
 
     def reduce(
-        self,
-        omega: np.ndarray,
-        q: Sequence[float],
-        loss_at_z: Sequence[float],
-        gradient_evaluations: int,
+        self, x: np.ndarray, loss_at_z: Sequence[float], gradient_evaluations: int
     ) -> RoundRecord:
-        """Finish round k from every block's results, given in block order.
+        """Finish round k from every block's new x_b, given in block order.
 
-        ``omega`` has shape (B, d); ``q`` and ``loss_at_z`` have length B. Summing in block order
-        makes the result independent of which worker computed which block.
+        ``x`` has shape (B, d); ``loss_at_z`` has length B. Summing in block order makes the
+        result independent of which worker computed which block.
         """
         s = self.settings
-        if omega.shape != self.u.shape:
-            raise ValueError(f"omega must have shape {self.u.shape}, got {omega.shape}")
-        self.u = self.u * (self.rho_u / self.rho) + (self.x - self.z)
-        self.x = omega - self.u
+        if x.shape != self.u.shape:
+            raise ValueError(f"x must have shape {self.u.shape}, got {x.shape}")
+        r = self.x - self.z
+        q = np.einsum("bd,bd->b", r, r)
+        self.u = dual_update(self.u, self.x, self.z, self.rho_u, self.rho)
+        self.x = np.array(x)
         self.rho_u = self.rho
+        omega = self.x + self.u
 
         z_new = z_step(omega.sum(axis=0), self.n_blocks, self.rho, s.l1, s.l2)
         primal = math.sqrt(math.fsum(q))
@@ -280,23 +287,19 @@ def reference_admm(blocks: Sequence, settings: AdmmSettings) -> AdmmResult:
     """Plain in-process consensus ADMM over ``blocks`` (objects with ``A`` and ``y``).
 
     The twin that distributed runs are checked against: same functions, one process, no I/O.
+    Each round starts from the coordinator's own copy of the blocks' state, as a fresh worker
+    would.
     """
-    n_features = blocks[0].A.shape[1]
-    state = Consensus(settings, len(blocks), n_features)
-    x = np.zeros((len(blocks), n_features))
-    u = np.zeros((len(blocks), n_features))
-    rho_u = settings.rho
+    state = Consensus(settings, len(blocks), blocks[0].A.shape[1])
     while not state.done:
         updates = [
-            block_step(b.A, b.y, x[i], u[i], state.z, state.rho, rho_u, settings.local)
+            block_step(
+                b.A, b.y, state.x[i], state.u[i], state.z, state.rho, state.rho_u, settings.local
+            )
             for i, b in enumerate(blocks)
         ]
-        rho_u = state.rho
-        x = np.stack([up.x for up in updates])
-        u = np.stack([up.u for up in updates])
         state.reduce(
-            np.stack([up.omega for up in updates]),
-            [up.q for up in updates],
+            np.stack([up.x for up in updates]),
             [up.loss_at_z for up in updates],
             sum(up.gradient_evaluations for up in updates),
         )
@@ -306,6 +309,6 @@ def reference_admm(blocks: Sequence, settings: AdmmSettings) -> AdmmResult:
         status=state.status,
         objective=final_objective(losses, state.z, settings),
         history=state.history,
-        x=x,
-        u=u,
+        x=state.x,
+        u=state.u,
     )
