@@ -23,7 +23,6 @@ from faasopt.errors import (
     JobDeadlineError,
     PlatformError,
     ProtocolError,
-    WorkerTimeoutError,
 )
 from faasopt.plan import JobPlan
 from faasopt.platforms.base import Platform
@@ -33,14 +32,18 @@ from faasopt.worker import WorkerPayload
 
 @dataclass(frozen=True)
 class CoordinatorSettings:
-    """Deadlines of the coordinator's waits (seconds)."""
+    """Deadlines of the coordinator's waits and its patience with workers (seconds)."""
 
     start_timeout_seconds: float = 120.0
     """From invoking a worker to its hello: process start, imports and loading its blocks."""
-    round_timeout_seconds: float = 600.0
-    """From a broadcast to the last result of that round."""
+    presumed_dead_seconds: float = 30.0
+    """A worker silent this long in a round (or 10x the slowest round so far, if longer) is
+    presumed dead and replaced."""
     finish_timeout_seconds: float = 60.0
     """From the finish broadcast to the last worker's final answer."""
+    max_replacements_per_round: int = 3
+    """Replacements of one worker's blocks within one round before the job fails: a worker
+    that dies every time (out of memory, say) must not loop forever."""
     poll_seconds: float = 0.25
     """How often a wait checks that the workers are still alive."""
 
@@ -51,12 +54,17 @@ class WorkerRecord:
 
     name: str
     blocks: tuple[int, ...]
+    replaces: str | None = None
+    """The worker whose blocks this one took over, if it is a replacement."""
     invocation: str = ""
+    invoked_at: float = 0.0
     cold_start_seconds: float | None = None
     """From the invoke request to the worker's first contact (seed 001, Sec. II-B)."""
     load_seconds: float | None = None
     """Part of the cold start spent loading the worker's blocks, as the worker measured it."""
     peak_rss_bytes: int | None = None
+    ended: str | None = None
+    """Why it left the pool early (exit status, silence), or None."""
 
 
 @dataclass(frozen=True)
@@ -88,17 +96,27 @@ class Outcome:
     z: np.ndarray
     objective: float | None
     rounds: list[RoundReport]
-    workers: dict[str, WorkerRecord]
+    workers: list[WorkerRecord]
+    """Every worker that took part, replaced ones included, in order of invocation."""
     solve_seconds: float
     rho_changes: int
     rejected: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def replacements(self) -> int:
+        return sum(w.replaces is not None for w in self.workers)
+
 
 OnRound = Callable[[RoundReport], None]
+Accept = Callable[[float, p.Message], bool]
 
 
 class Coordinator:
     """Runs one job's rounds over a connected NATS client.
+
+    A worker that exits, or stays silent past its deadline, is replaced: a fresh worker is
+    invoked for the same blocks, handed their exact state, and sent the message of the phase in
+    flight. The job loses the time of that round, never its iterates.
 
     Parameters
     ----------
@@ -106,7 +124,7 @@ class Coordinator:
     nc : nats.aio.client.Client
         A connected client; the coordinator subscribes and publishes, it does not close it.
     platform : Platform
-        Starts the workers; its ``exited`` lets waits fail fast when a worker dies.
+        Starts and stops workers; its ``exited`` reveals deaths before any deadline.
     nats_url, nats_token : str
         What workers connect to.
     on_round : callable, optional
@@ -137,14 +155,18 @@ class Coordinator:
             max_message_bytes=8 * (plan.n_blocks * plan.features + 1024),
         )
         self.consensus = Consensus(plan.settings, plan.n_blocks, plan.features)
-        self.workers = {
-            name: WorkerRecord(name, blocks) for name, blocks in plan.assignment.items()
-        }
+        self.workers: dict[str, WorkerRecord] = {}
+        """The active pool: worker name -> record."""
+        self.history: list[WorkerRecord] = []
         self.rounds: list[RoundReport] = []
+        self.interrupted: int | None = None
         self._inbox: asyncio.Queue[tuple[float, p.Message]] = asyncio.Queue()
         self._msg_ids = iter(range(1 << 62))
         self._deadline = float("inf")
-        self.interrupted: int | None = None
+        self._starting: set[str] = set()
+        self._in_flight: p.Message | None = None  # what a worker admitted mid-phase needs
+        self._slowest_round = 0.0
+        self._replaced: dict[tuple[int, ...], int] = {}  # blocks -> replacements this phase
 
     def interrupt(self, signum: int) -> None:
         """Stop at the next poll: workers are told to leave and the run ends unfinished."""
@@ -161,7 +183,9 @@ class Coordinator:
         error = None
         objective = None
         try:
-            await self._start_workers()
+            for name, blocks in self.plan.assignment.items():
+                self._invoke(name, blocks)
+            await self._gather(None, "start", self.settings.start_timeout_seconds)
             solve_started = time.perf_counter()
             while not self.consensus.done:
                 await self._round(solve_started)
@@ -178,55 +202,73 @@ class Coordinator:
             z=self.consensus.z,
             objective=objective,
             rounds=self.rounds,
-            workers=self.workers,
+            workers=self.history,
             solve_seconds=time.perf_counter() - solve_started,
             rho_changes=self.consensus.rho_changes,
             rejected=dict(self.decoder.rejected),
         )
 
-    # --- phases ---------------------------------------------------------------------------
+    # --- the pool -------------------------------------------------------------------------
 
-    async def _start_workers(self) -> None:
-        invoked: dict[str, float] = {}
-        for name, blocks in self.plan.assignment.items():
-            payload = WorkerPayload(
-                namespace=self.plan.namespace,
-                job=self.plan.name,
-                worker=name,
-                blocks=blocks,
-                n_blocks=self.plan.n_blocks,
-                nats_url=self.nats_url,
-                nats_token=self.nats_token,
-                data=self.plan.source,
+    def _invoke(self, name: str, blocks: tuple[int, ...], replaces: str | None = None) -> None:
+        payload = WorkerPayload(
+            namespace=self.plan.namespace,
+            job=self.plan.name,
+            worker=name,
+            blocks=blocks,
+            n_blocks=self.plan.n_blocks,
+            nats_url=self.nats_url,
+            nats_token=self.nats_token,
+            data=self.plan.source,
+        )
+        record = WorkerRecord(name, blocks, replaces=replaces, invoked_at=time.perf_counter())
+        record.invocation = self.platform.invoke(payload)
+        self.workers[name] = record
+        self.history.append(record)
+        self._starting.add(name)
+
+    def _replace(self, name: str, why: str, phase: str) -> str:
+        """Retire ``name`` and invoke a fresh worker for its blocks; returns the new name."""
+        old = self.workers.pop(name)
+        old.ended = why
+        self._starting.discard(name)
+        self.platform.retire(name)
+        tries = self._replaced.get(old.blocks, 0) + 1
+        if tries > self.settings.max_replacements_per_round:
+            raise PlatformError(
+                f"{phase}: worker {name} {why}; blocks {list(old.blocks)} already lost "
+                f"{tries - 1} workers in this phase"
             )
-            invoked[name] = time.perf_counter()
-            self.workers[name].invocation = self.platform.invoke(payload)
+        self._replaced[old.blocks] = tries
+        base = name.split("-r")[0]
+        new = f"{base}-r{sum(w.name.split('-r')[0] == base for w in self.history)}"
+        self._invoke(new, old.blocks, replaces=name)
+        return new
 
-        def hello(t: float, msg: p.Message) -> str | None:
-            if not isinstance(msg, p.Hello):
-                return None
-            record = self.workers[msg.worker]
-            record.cold_start_seconds = t - invoked[msg.worker]
-            record.load_seconds = msg.load_seconds
-            return msg.worker
-
-        await self._gather(hello, "start", self.settings.start_timeout_seconds)
+    async def _admit(self, received: float, hello: p.Hello) -> None:
+        """A starting worker said hello: hand it its blocks' state and the phase in flight."""
+        record = self.workers[hello.worker]
+        record.cold_start_seconds = received - record.invoked_at
+        record.load_seconds = hello.load_seconds
+        self._starting.discard(hello.worker)
+        idx = list(record.blocks)
         local = self.plan.settings.local
-        for name, record in self.workers.items():
-            idx = list(record.blocks)
-            state = np.stack([self.consensus.x[idx], self.consensus.u[idx]])
-            assign = p.Assign(
-                worker=name,
-                blocks=record.blocks,
-                rho_u=self.consensus.rho_u,
-                solver=local.method,
-                gradient_tolerance=local.gradient_tolerance,
-                relative_improvement=local.relative_improvement,
-                min_iterations=local.min_iterations,
-                max_iterations=local.max_iterations,
-                state=state,
-            )
-            await self._publish(self.subjects.worker(name), assign)
+        assign = p.Assign(
+            worker=record.name,
+            blocks=record.blocks,
+            rho_u=self.consensus.rho_u,
+            solver=local.method,
+            gradient_tolerance=local.gradient_tolerance,
+            relative_improvement=local.relative_improvement,
+            min_iterations=local.min_iterations,
+            max_iterations=local.max_iterations,
+            state=np.stack([self.consensus.x[idx], self.consensus.u[idx]]),
+        )
+        await self._publish(self.subjects.worker(record.name), assign)
+        if self._in_flight is not None:
+            await self._publish(self.subjects.worker(record.name), self._in_flight)
+
+    # --- phases ---------------------------------------------------------------------------
 
     async def _round(self, solve_started: float) -> None:
         c = self.consensus
@@ -236,12 +278,13 @@ class Coordinator:
         evaluations = 0
         timings: dict[str, WorkerTiming] = {}
         sent = time.perf_counter()
-        await self._publish(self.subjects.ctl, p.Iterate(k, c.rho, c.z))
+        iterate = p.Iterate(k, c.rho, c.z)
+        await self._publish(self.subjects.ctl, iterate)
 
-        def result(t: float, msg: p.Message) -> str | None:
+        def result(t: float, msg: p.Message) -> bool:
             nonlocal evaluations
             if not isinstance(msg, p.Result):
-                return None
+                return False
             if msg.iteration != k:
                 raise ProtocolError("stale", f"result of round {msg.iteration} in round {k}")
             idx = list(msg.blocks)
@@ -252,15 +295,16 @@ class Coordinator:
                 raise ProtocolError("bad-shape", f"x {msg.x.shape} for blocks {idx}")
             x[idx], loss[idx] = msg.x, msg.loss_at_z
             evaluations += sum(msg.gradient_evaluations)
-            delay = t - sent
             timings[msg.worker] = WorkerTiming(
                 compute=msg.compute_seconds,
                 idle=msg.idle_seconds,
-                communication=max(delay - msg.compute_seconds, 0.0),
+                communication=max(t - sent - msg.compute_seconds, 0.0),
             )
-            return msg.worker
+            return True
 
-        await self._gather(result, f"round {k}", self.settings.round_timeout_seconds)
+        patience = max(self.settings.presumed_dead_seconds, 10.0 * self._slowest_round)
+        await self._gather(result, f"round {k}", patience, in_flight=iterate)
+        self._slowest_round = max(self._slowest_round, time.perf_counter() - sent)
         record = c.reduce(x, loss.tolist(), evaluations)
         report = RoundReport(record, time.perf_counter() - solve_started, timings)
         self.rounds.append(report)
@@ -268,21 +312,20 @@ class Coordinator:
             self.on_round(report)
 
     async def _finish(self) -> float:
-        await self._publish(
-            self.subjects.ctl, p.Finish(str(self.consensus.status), self.consensus.z)
-        )
+        finish = p.Finish(str(self.consensus.status), self.consensus.z)
+        await self._publish(self.subjects.ctl, finish)
         loss = np.empty(self.plan.n_blocks)
 
-        def final(t: float, msg: p.Message) -> str | None:
+        def final(t: float, msg: p.Message) -> bool:
             if not isinstance(msg, p.Final):
-                return None
+                return False
             if len(msg.loss_at_z) != len(msg.blocks):
                 raise ProtocolError("bad-shape", f"{len(msg.loss_at_z)} losses for {msg.blocks}")
             loss[list(msg.blocks)] = msg.loss_at_z
             self.workers[msg.worker].peak_rss_bytes = msg.peak_rss_bytes
-            return msg.worker
+            return True
 
-        await self._gather(final, "finish", self.settings.finish_timeout_seconds, allow_exit=True)
+        await self._gather(final, "finish", self.settings.finish_timeout_seconds, in_flight=finish)
         return final_objective(loss.tolist(), self.consensus.z, self.plan.settings)
 
     # --- plumbing -------------------------------------------------------------------------
@@ -302,38 +345,35 @@ class Coordinator:
 
     async def _gather(
         self,
-        accept: Callable[[float, p.Message], str | None],
+        accept: Accept | None,
         phase: str,
-        timeout: float,
-        allow_exit: bool = False,
+        patience: float,
+        in_flight: p.Message | None = None,
     ) -> None:
-        """Wait until every worker's message is accepted; ``accept`` returns the worker's name.
+        """Wait until every worker of the pool has answered this phase.
 
-        A message from an unknown worker, for blocks it does not hold, one already answered, or
-        one ``accept`` refuses (by ProtocolError) is dropped and counted. Fails when a worker
-        exits (unless ``allow_exit`` and it has answered), when the phase times out, or when the
-        job's deadline passes.
+        ``accept`` takes a worker's message and says whether it is that worker's answer (None:
+        the answer is the hello itself, as at start). A hello from a starting worker admits it
+        in any phase. A worker that exits, or is silent for ``patience`` seconds, is replaced,
+        and its replacement is sent ``in_flight``. A message from an unknown worker, for blocks
+        it does not hold, one already answered, or one ``accept`` refuses (by ProtocolError) is
+        dropped and counted. Fails on the job's deadline or on a signal.
         """
-        pending = set(self.workers)
-        deadline = min(time.perf_counter() + timeout, self._deadline)
-        while pending:
+        self._in_flight = in_flight
+        self._replaced.clear()
+        answered: set[str] = set()
+        since = {name: time.perf_counter() for name in self.workers}
+        while set(self.workers) - answered:
             if self.interrupted is not None:
                 raise FaasoptError(f"{phase}: interrupted by signal {self.interrupted}")
             now = time.perf_counter()
-            if now >= deadline:
-                if deadline == self._deadline:
-                    raise JobDeadlineError(self.plan.active_deadline_seconds)
-                missing = sorted(pending)
-                raise WorkerTimeoutError(
-                    f"{phase}: no answer from {', '.join(missing)} within {timeout:g} s",
-                    missing,
-                    timeout,
-                )
+            if now >= self._deadline:
+                raise JobDeadlineError(self.plan.active_deadline_seconds)
             try:  # asyncio.timeout, unlike wait_for in 3.11, never turns a cancel into a timeout
-                async with asyncio.timeout(min(self.settings.poll_seconds, deadline - now)):
+                async with asyncio.timeout(min(self.settings.poll_seconds, self._deadline - now)):
                     received, msg = await self._inbox.get()
             except TimeoutError:
-                self._check_alive(pending if allow_exit else set(self.workers), phase)
+                self._replace_the_lost(answered, since, phase, patience)
                 continue
             name = getattr(msg, "worker", None)
             record = self.workers.get(name)
@@ -341,20 +381,47 @@ class Coordinator:
                 self.decoder.reject("unknown-worker")
             elif getattr(msg, "blocks", record.blocks) != record.blocks:
                 self.decoder.reject("wrong-blocks")
-            elif name not in pending:
+            elif isinstance(msg, p.Hello):
+                if name not in self._starting:
+                    self.decoder.reject("duplicate")
+                    continue
+                await self._admit(received, msg)
+                since[name] = time.perf_counter()
+                if accept is None:
+                    answered.add(name)
+            elif name in answered:
                 self.decoder.reject("duplicate")
+            elif accept is None:
+                self.decoder.reject("unexpected")
             else:
                 try:
-                    accepted = accept(received, msg)
+                    if accept(received, msg):
+                        answered.add(name)
+                    else:
+                        self.decoder.reject("unexpected")
                 except ProtocolError as exc:
                     self.decoder.reject(exc.reason)
-                    continue
-                if accepted is None:
-                    self.decoder.reject("unexpected")
-                else:
-                    pending.discard(name)
 
-    def _check_alive(self, watched: set[str], phase: str) -> None:
-        for name, code in sorted(self.platform.exited().items()):
-            if name in watched:
-                raise PlatformError(f"{phase}: worker {name} exited with status {code}")
+    def _replace_the_lost(
+        self, answered: set[str], since: dict[str, float], phase: str, patience: float
+    ) -> None:
+        """Replace every worker of the pool that exited or has been silent too long.
+
+        A worker that answered this phase and then exited is only retired from the watch (at
+        finish, workers leave after answering).
+        """
+        exited = self.platform.exited()
+        now = time.perf_counter()
+        for name in sorted(self.workers):
+            if name in answered:
+                continue
+            if name in exited:
+                why = f"exited with status {exited[name]}"
+            elif now - since.get(name, now) > (
+                self.settings.start_timeout_seconds if name in self._starting else patience
+            ):
+                why = f"was silent for {now - since[name]:.0f} s"
+            else:
+                continue
+            new = self._replace(name, why, phase)
+            since[new] = now

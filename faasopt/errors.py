@@ -55,15 +55,6 @@ class PlatformError(FaasoptError):
     """A platform could not start, reach or stop its workers (or the NATS server)."""
 
 
-class WorkerTimeoutError(PlatformError, TimeoutError):
-    """Workers did not answer within their deadline; ``missing`` names them."""
-
-    def __init__(self, message: str, missing: list[str], seconds: float) -> None:
-        self.missing = list(missing)
-        self.seconds = seconds
-        super().__init__(message)
-
-
 class Interrupted(KeyboardInterrupt):
     """The run was stopped by a signal (Ctrl-C, SIGTERM) after its processes were stopped."""
 

@@ -54,6 +54,7 @@ def build_report(
         "features": plan.features,
         "platform": plan.platform,
         "rotations": 0,
+        "replacements": outcome.replacements,
         "gradientEvaluations": evaluations,
         "fullGradientEquivalents": evaluations / plan.n_blocks,
         "nonzeros": int(np.count_nonzero(outcome.z)),
@@ -63,12 +64,14 @@ def build_report(
                 "blocks": list(w.blocks),
                 "seconds": w.cold_start_seconds,
                 "loadSeconds": w.load_seconds,
+                "replaces": w.replaces,
+                "ended": w.ended,
             }
-            for w in outcome.workers.values()
+            for w in outcome.workers
         ],
         "peakRssBytes": {
             "coordinator": coordinator_rss_bytes,
-            "workers": {w.name: w.peak_rss_bytes for w in outcome.workers.values()},
+            "workers": {w.name: w.peak_rss_bytes for w in outcome.workers if w.ended is None},
         },
         "messagesRejected": outcome.rejected,
         "trace": [

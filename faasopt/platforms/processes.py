@@ -26,6 +26,7 @@ def terminate(processes: Iterable[subprocess.Popen], grace_seconds: float = 5.0)
     running = [p for p in processes if p.poll() is None]
     for process in running:
         process.terminate()
+        process.send_signal(signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
     deadline = time.monotonic() + grace_seconds
     for process in running:
         try:

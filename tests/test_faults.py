@@ -1,0 +1,169 @@
+"""A worker that dies costs the round in flight, never the iterates (DESIGN.md, "Blocks, not
+workers"): kill -9 at several points, real processes, a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+from conftest import BASE_MANIFEST, merge
+
+import faasopt
+from faasopt.coordinator import Coordinator, CoordinatorSettings
+from faasopt.nats_client import connect, disconnect
+from faasopt.plan import plan_job
+from faasopt.platforms.local import LocalPlatform
+from faasopt.spec import TrainingJob
+from faasopt.worker import PAYLOAD_ENV
+
+SYN = {"samples": 6000, "features": 150, "density": 0.04, "seed": 9}
+PATCH = {
+    "spec": {
+        "problem": {"data": {"synthetic": SYN}},
+        "algorithm": {"admm": {"primalTolerance": 1e-4, "dualTolerance": 1e-4}},
+        "workers": {"count": 3},
+    }
+}
+
+
+def _workers() -> dict[str, psutil.Process]:
+    """This process's worker processes, by worker name."""
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            payload = child.environ().get(PAYLOAD_ENV)
+        except psutil.Error:
+            continue
+        if payload:
+            found[json.loads(payload)["worker"]] = child
+    return found
+
+
+def _kill(names, sig=signal.SIGKILL) -> None:
+    workers = _workers()
+    for name in names:
+        os.kill(workers[name].pid, sig)
+
+
+def _objectives(result) -> list[float]:
+    return [entry["objective"] for entry in result.report["trace"]]
+
+
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clean") / "job.yaml"
+    path.write_text(yaml.safe_dump(merge(BASE_MANIFEST, PATCH)))
+    result = faasopt.run(path, quiet_workers=True)
+    assert result.converged and result.iterations > 8
+    return result
+
+
+def _run_with(manifest, kills: dict[int, object]):
+    """Run the job; after round k finishes, call kills[k]() (which kills some workers)."""
+
+    def on_round(report):
+        action = kills.get(report.record.iteration)
+        if action is not None:
+            action()
+
+    return faasopt.run(manifest(PATCH), on_round=on_round, quiet_workers=True)
+
+
+def _same_run(result, undisturbed, replacements: int) -> None:
+    assert result.converged
+    assert _objectives(result) == _objectives(undisturbed)  # bit for bit: nothing was lost
+    assert np.array_equal(result.solution, undisturbed.solution)
+    assert result.report["replacements"] == replacements
+    ended = [c for c in result.report["coldStarts"] if c["ended"]]
+    assert len(ended) == replacements
+    assert all("exited with status -9" in c["ended"] for c in ended)
+
+
+def test_worker_killed_between_rounds(manifest, undisturbed):
+    result = _run_with(manifest, {2: lambda: _kill(["w1"])})
+    _same_run(result, undisturbed, 1)
+    starts = {c["worker"]: c for c in result.report["coldStarts"]}
+    assert starts["w1-r1"]["replaces"] == "w1" and starts["w1-r1"]["seconds"] > 0
+    assert set(result.report["trace"][-1]["perWorker"]) == {"w0", "w1-r1", "w2"}
+
+
+def test_worker_killed_in_the_middle_of_its_round(manifest, undisturbed):
+    def soon():
+        threading.Timer(0.002, _kill, (["w0"],)).start()
+
+    result = _run_with(manifest, {3: soon})
+    _same_run(result, undisturbed, 1)
+
+
+def test_every_worker_killed_in_turn(manifest, undisturbed):
+    kills = {1: lambda: _kill(["w0"]), 3: lambda: _kill(["w1"]), 5: lambda: _kill(["w2"])}
+    result = _run_with(manifest, kills)
+    _same_run(result, undisturbed, 3)
+
+
+def test_all_workers_killed_at_once(manifest, undisturbed):
+    result = _run_with(manifest, {2: lambda: _kill(["w0", "w1", "w2"])})
+    _same_run(result, undisturbed, 3)
+
+
+def test_replacement_is_killed_too(manifest, undisturbed):
+    kills = {1: lambda: _kill(["w2"]), 2: lambda: _kill(["w2-r1"])}
+    result = _run_with(manifest, kills)
+    _same_run(result, undisturbed, 2)
+    assert "w2-r2" in result.report["trace"][-1]["perWorker"]
+
+
+def test_a_hung_worker_is_presumed_dead_and_replaced(manifest, undisturbed):
+    settings = CoordinatorSettings(presumed_dead_seconds=1.5)
+
+    def on_round(report):
+        if report.record.iteration == 2:
+            _kill(["w1"], signal.SIGSTOP)
+
+    result = faasopt.run(manifest(PATCH), on_round=on_round, quiet_workers=True, settings=settings)
+    assert result.converged
+    assert _objectives(result) == _objectives(undisturbed)
+    (ended,) = [c for c in result.report["coldStarts"] if c["ended"]]
+    assert ended["worker"] == "w1" and "silent" in ended["ended"]
+
+
+class _AlwaysFailingPlatform(LocalPlatform):
+    """Every worker for block 1 exits at once with status 3 (say, out of memory)."""
+
+    def invoke(self, payload):
+        if payload.blocks == (1,):
+            process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+            self._processes[payload.worker] = process
+            return str(process.pid)
+        return super().invoke(payload)
+
+
+def test_blocks_that_kill_every_worker_fail_the_job_clearly(manifest, nats_server):
+    plan = plan_job(TrainingJob.from_yaml(manifest(PATCH)))
+    platform = _AlwaysFailingPlatform(quiet=True)
+
+    async def main():
+        nc = await connect(nats_server.url, "test")
+        try:
+            settings = CoordinatorSettings(max_replacements_per_round=2)
+            return await Coordinator(plan, nc, platform, nats_server.url, settings=settings).run()
+        finally:
+            await disconnect(nc)
+
+    try:
+        outcome = asyncio.run(main())
+    finally:
+        platform.teardown()
+    assert outcome.error is not None
+    assert "worker w1-r2 exited with status 3" in outcome.error
+    assert "blocks [1] already lost 2 workers" in outcome.error
+    assert outcome.replacements == 2
