@@ -18,6 +18,7 @@ import yaml
 from conftest import BASE_MANIFEST, merge
 
 import faasopt
+from faasopt import protocol as p
 from faasopt.coordinator import Coordinator, CoordinatorSettings
 from faasopt.nats_client import connect, disconnect
 from faasopt.plan import plan_job
@@ -167,3 +168,63 @@ def test_blocks_that_kill_every_worker_fail_the_job_clearly(manifest, nats_serve
     assert "worker w1-r2 exited with status 3" in outcome.error
     assert "blocks [1] already lost 2 workers" in outcome.error
     assert outcome.replacements == 2
+
+
+def test_hostile_messages_are_dropped_counted_and_change_nothing(
+    manifest, nats_server, undisturbed
+):
+    """Garbage, foreign, stale and impostor messages published into a running job's subjects."""
+    plan = plan_job(TrainingJob.from_yaml(manifest(PATCH)))
+    subjects = p.Subjects(plan.namespace, plan.name)
+    platform = LocalPlatform(quiet=True)
+    x = np.zeros((1, plan.features))
+    impostor = p.Result("w9", 0, (0,), (1.0,), (1,), (1,), 0.1, 0.0, x)
+    stale = p.Result("w0", 0, (0,), (1.0,), (1,), (1,), 0.1, 0.0, x)
+    sent = {
+        "bad-magic": [b"GARBAGE" * 10] * 3,
+        "truncated": [b"FO"] * 2,
+        "foreign-job": p.encode(stale, "other/job", "w0", 1, 1 << 20) * 2,
+        "unknown-worker": p.encode(impostor, subjects.key, "w9", 1, 1 << 20) * 4,
+        "non-finite": [
+            p.encode(stale, subjects.key, "w0", 2, 1 << 20)[0].replace(
+                b'"idle_seconds":0.0', b'"idle_seconds":NaN'
+            )
+        ],
+    }
+    stale_frames = p.encode(stale, subjects.key, "w0", 3, 1 << 20) * 5  # stale or duplicate
+
+    async def main():
+        nc = await connect(nats_server.url, "coordinator")
+        attacker = await connect(nats_server.url, "attacker")
+        loop = asyncio.get_running_loop()
+
+        async def attack():
+            for frames in [*sent.values(), stale_frames]:
+                for frame in frames:
+                    await attacker.publish(subjects.up, frame)
+            await attacker.flush()
+
+        attacks = []
+
+        def on_round(report):
+            if report.record.iteration == 3:
+                attacks.append(loop.create_task(attack()))
+
+        try:
+            coordinator = Coordinator(plan, nc, platform, nats_server.url, on_round=on_round)
+            outcome = await coordinator.run()
+            await asyncio.gather(*attacks)
+            return outcome
+        finally:
+            await disconnect(attacker)
+            await disconnect(nc)
+
+    try:
+        outcome = asyncio.run(main())
+    finally:
+        platform.teardown()
+    assert outcome.error is None and outcome.status.value == "converged"
+    assert [r.record.objective for r in outcome.rounds] == _objectives(undisturbed)
+    rejected = dict(outcome.rejected)
+    assert rejected.pop("stale", 0) + rejected.pop("duplicate", 0) == len(stale_frames)
+    assert rejected == {reason: len(frames) for reason, frames in sent.items()}
