@@ -41,6 +41,9 @@ class CoordinatorSettings:
     presumed dead and replaced."""
     finish_timeout_seconds: float = 60.0
     """From the finish broadcast to the last worker's final answer."""
+    resend_seconds: float = 2.0
+    """A worker that owes an answer this long (or twice the slowest round, if longer) is sent
+    the phase's message again: NATS may have lost it."""
     max_replacements_per_round: int = 3
     """Replacements of one worker's blocks within one round before the job fails: a worker
     that dies every time (out of memory, say) must not loop forever."""
@@ -166,6 +169,7 @@ class Coordinator:
         self._starting: set[str] = set()
         self._in_flight: p.Message | None = None  # what a worker admitted mid-phase needs
         self._slowest_round = 0.0
+        self._reconnects = 0
         self._replaced: dict[tuple[int, ...], int] = {}  # blocks -> replacements this phase
 
     def interrupt(self, signum: int) -> None:
@@ -179,6 +183,7 @@ class Coordinator:
         if self.plan.active_deadline_seconds:
             self._deadline = started + self.plan.active_deadline_seconds
         sub = await self.nc.subscribe(self.subjects.up, cb=self._on_message)
+        await self.nc.flush()  # subscribed at the server before any worker can say hello
         solve_started = started
         error = None
         objective = None
@@ -195,7 +200,8 @@ class Coordinator:
             with contextlib.suppress(NatsError):  # workers also leave when NATS is gone
                 await self._publish(self.subjects.ctl, p.Stop(error[:200]))
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
         return Outcome(
             status=self.consensus.status,
             error=error,
@@ -339,9 +345,8 @@ class Coordinator:
         frames = p.encode(
             message, self.subjects.key, "coordinator", next(self._msg_ids), self.nc.max_payload
         )
-        for frame in frames:
+        for frame in frames:  # no flush: nats.py writes at once, and buffers through an outage
             await self.nc.publish(subject, frame)
-        await self.nc.flush()
 
     async def _gather(
         self,
@@ -363,6 +368,7 @@ class Coordinator:
         self._replaced.clear()
         answered: set[str] = set()
         since = {name: time.perf_counter() for name in self.workers}
+        asked = dict(since)  # when each worker was last sent what is in flight
         while set(self.workers) - answered:
             if self.interrupted is not None:
                 raise FaasoptError(f"{phase}: interrupted by signal {self.interrupted}")
@@ -373,7 +379,13 @@ class Coordinator:
                 async with asyncio.timeout(min(self.settings.poll_seconds, self._deadline - now)):
                     received, msg = await self._inbox.get()
             except TimeoutError:
+                if self.nc.is_closed:
+                    raise PlatformError(f"{phase}: the NATS server stayed unreachable") from None
+                if not self.nc.is_connected:  # an outage delays workers; it does not kill them
+                    since.update(dict.fromkeys(since, time.perf_counter()))
+                    continue
                 self._replace_the_lost(answered, since, phase, patience)
+                await self._ask_again(in_flight, answered, asked)
                 continue
             name = getattr(msg, "worker", None)
             record = self.workers.get(name)
@@ -386,7 +398,7 @@ class Coordinator:
                     self.decoder.reject("duplicate")
                     continue
                 await self._admit(received, msg)
-                since[name] = time.perf_counter()
+                since[name] = asked[name] = time.perf_counter()
                 if accept is None:
                     answered.add(name)
             elif name in answered:
@@ -401,6 +413,24 @@ class Coordinator:
                         self.decoder.reject("unexpected")
                 except ProtocolError as exc:
                     self.decoder.reject(exc.reason)
+
+    async def _ask_again(
+        self, in_flight: p.Message | None, answered: set[str], asked: dict[str, float]
+    ) -> None:
+        """NATS delivers at most once, so a broadcast or an answer can be lost in an outage (ours
+        or a worker's). Ask a worker that owes an answer again, directly: at once after our own
+        reconnect, else when it is overdue (twice the slowest round, at least resend_seconds).
+        Workers answer a repeated round from their cache and never apply it twice."""
+        if in_flight is None:
+            return
+        reconnected = self.nc.stats.get("reconnects", 0) != self._reconnects
+        self._reconnects = self.nc.stats.get("reconnects", 0)
+        overdue = max(self.settings.resend_seconds, 2.0 * self._slowest_round)
+        now = time.perf_counter()
+        for name in sorted(set(self.workers) - answered - self._starting):
+            if reconnected or now - asked.get(name, now) > overdue:
+                asked[name] = now
+                await self._publish(self.subjects.worker(name), in_flight)
 
     def _replace_the_lost(
         self, answered: set[str], since: dict[str, float], phase: str, patience: float

@@ -7,6 +7,8 @@ is being torn down (Ctrl-C reaches every process of the group at once) is ordina
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client
@@ -14,6 +16,10 @@ from nats.errors import ConnectionClosedError, StaleConnectionError
 
 log = logging.getLogger("faasopt.nats")
 
+OUTAGE_SECONDS = 30.0
+"""How long a NATS server may be unreachable before the job gives up on it."""
+RECONNECT_WAIT_SECONDS = 0.5
+"""Pause between reconnect attempts."""
 DRAIN_SECONDS = 2.0
 """Longest wait for outgoing messages to flush when a client leaves."""
 
@@ -25,15 +31,25 @@ async def _on_error(error: Exception) -> None:
         log.warning("nats error: %s", error)
 
 
-async def connect(url: str, name: str, token: str | None = None) -> Client:
-    """A connected client that reconnects a few times with nats.py's backoff, then gives up."""
+async def connect(
+    url: str,
+    name: str,
+    token: str | None = None,
+    on_closed: Callable[[], Awaitable[None]] | None = None,
+    outage_seconds: float = OUTAGE_SECONDS,
+) -> Client:
+    """A connected client that rides out a server outage of up to ``outage_seconds``.
+
+    Past that it closes (``on_closed`` is called), and a publish raises ConnectionClosedError.
+    """
     return await nats.connect(
         url,
         name=name,
         token=token,
         error_cb=_on_error,
-        max_reconnect_attempts=10,
-        reconnect_time_wait=0.5,
+        closed_cb=on_closed,
+        max_reconnect_attempts=max(1, math.ceil(outage_seconds / RECONNECT_WAIT_SECONDS)),
+        reconnect_time_wait=RECONNECT_WAIT_SECONDS,
         drain_timeout=DRAIN_SECONDS,
     )
 

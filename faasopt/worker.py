@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize  # noqa: F401  (x-steps need it: load it in the cold start, not in round 0)
+from nats.errors import Error as NatsError
 
 from faasopt import protocol as p
 from faasopt.data import load_blocks
@@ -69,6 +70,8 @@ class _State:
     u: np.ndarray | None = None
     rho_u: float = 1.0
     settings: LocalSolverSettings = field(default_factory=LocalSolverSettings)
+    answer: p.Result | None = None
+    """The result of the last round, sent again if that round's broadcast comes again."""
     last_sent: float = 0.0
     """When this worker last sent (hello or result): idle time runs from there."""
 
@@ -108,13 +111,22 @@ async def serve(payload: WorkerPayload) -> None:
         if message is not None:
             inbox.put_nowait((time.perf_counter(), message))
 
-    nc = await connect(payload.nats_url, f"{subjects.key}/{payload.worker}", payload.nats_token)
+    async def on_closed() -> None:  # the server stayed away: nobody is left to answer to
+        inbox.put_nowait((time.perf_counter(), p.Stop("NATS connection closed")))
+
+    nc = await connect(
+        payload.nats_url, f"{subjects.key}/{payload.worker}", payload.nats_token, on_closed
+    )
     msg_ids = iter(range(1 << 62))
 
     async def send(message: p.Message) -> None:
-        for frame in p.encode(message, subjects.key, payload.worker, next(msg_ids), nc.max_payload):
-            await nc.publish(subjects.up, frame)
-        await nc.flush()
+        try:
+            for frame in p.encode(
+                message, subjects.key, payload.worker, next(msg_ids), nc.max_payload
+            ):
+                await nc.publish(subjects.up, frame)  # buffered through an outage
+        except NatsError as exc:  # lost in an outage: the coordinator asks again after it
+            log.info("could not send %s: %s", message.KIND, exc)
 
     try:
         await nc.subscribe(subjects.ctl, cb=on_message)
@@ -149,11 +161,20 @@ async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) 
             if state.x is None:
                 waiting = (received, message)
                 continue
+            if state.answer is not None and message.iteration <= state.answer.iteration:
+                # A repeated broadcast (NATS delivers at most once, so the coordinator resends
+                # after an outage): answer again, never apply a round twice.
+                if message.iteration == state.answer.iteration:
+                    await send(state.answer)
+                continue
             result = await loop.run_in_executor(None, _round, payload, blocks, state, message)
             finished = time.perf_counter()
             idle = received - state.last_sent
             state.last_sent = finished
-            await send(p.Result(**result, compute_seconds=finished - received, idle_seconds=idle))
+            state.answer = p.Result(
+                **result, compute_seconds=finished - received, idle_seconds=idle
+            )
+            await send(state.answer)
         elif isinstance(message, p.Finish):
             losses = tuple(logistic_loss(b.A, b.y, message.z) for b in blocks)
             await send(p.Final(payload.worker, payload.blocks, losses, peak_rss_bytes()))

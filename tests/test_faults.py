@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import psutil
@@ -23,6 +24,7 @@ from faasopt.coordinator import Coordinator, CoordinatorSettings
 from faasopt.nats_client import connect, disconnect
 from faasopt.plan import plan_job
 from faasopt.platforms.local import LocalPlatform
+from faasopt.platforms.nats_server import NatsServer
 from faasopt.spec import TrainingJob
 from faasopt.worker import PAYLOAD_ENV
 
@@ -228,3 +230,57 @@ def test_hostile_messages_are_dropped_counted_and_change_nothing(
     rejected = dict(outcome.rejected)
     assert rejected.pop("stale", 0) + rejected.pop("duplicate", 0) == len(stale_frames)
     assert rejected == {reason: len(frames) for reason, frames in sent.items()}
+
+
+def _run_on(server, plan, on_round=None, outage_seconds=30.0):
+    """Run ``plan`` with local workers on ``server``; the coordinator in this process."""
+    platform = LocalPlatform(quiet=True)
+
+    async def main():
+        nc = await connect(server.url, "coordinator", outage_seconds=outage_seconds)
+        try:
+            coordinator = Coordinator(plan, nc, platform, server.url, on_round=on_round)
+            return await coordinator.run()
+        finally:
+            await disconnect(nc)
+
+    try:
+        return asyncio.run(main())
+    finally:
+        platform.teardown()
+
+
+def test_a_nats_server_restart_mid_job_delays_it_but_does_not_fail_it(manifest, undisturbed):
+    plan = plan_job(TrainingJob.from_yaml(manifest(PATCH)))
+    server = NatsServer().start()
+
+    def on_round(report):
+        if report.record.iteration == 3:  # between rounds: the next broadcast meets the outage
+            server.stop()
+            time.sleep(0.5)
+            server.start()
+
+    try:
+        outcome = _run_on(server, plan, on_round)
+    finally:
+        server.stop()
+    assert outcome.error is None and outcome.status.value == "converged"
+    assert [r.record.objective for r in outcome.rounds] == _objectives(undisturbed)
+    assert outcome.replacements == 0
+
+
+def test_a_server_that_stays_gone_fails_the_job_with_the_reason(manifest):
+    plan = plan_job(TrainingJob.from_yaml(manifest(PATCH)))
+    server = NatsServer().start()
+
+    def on_round(report):
+        if report.record.iteration == 2:
+            server.stop()
+
+    try:
+        outcome = _run_on(server, plan, on_round, outage_seconds=2.0)
+    finally:
+        server.stop()
+    assert outcome.status is None
+    assert outcome.error == "round 3: the NATS server stayed unreachable"
+    assert outcome.replacements == 0
