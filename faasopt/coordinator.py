@@ -12,12 +12,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from nats.errors import Error as NatsError
 
 from faasopt import protocol as p
+from faasopt.checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    encode,
+    fingerprint,
+)
+from faasopt.checkpoint import key as checkpoint_key
 from faasopt.errors import (
     FaasoptError,
     JobDeadlineError,
@@ -44,6 +52,10 @@ class CoordinatorSettings:
     resend_seconds: float = 2.0
     """A worker that owes an answer this long (or twice the slowest round, if longer) is sent
     the phase's message again: NATS may have lost it."""
+    checkpoint_every_iterations: int = 10
+    """Save a checkpoint after this many rounds (when a store is given)..."""
+    checkpoint_every_seconds: float = 30.0
+    """...or after this many seconds, whichever comes first."""
     max_replacements_per_round: int = 3
     """Replacements of one worker's blocks within one round before the job fails: a worker
     that dies every time (out of memory, say) must not loop forever."""
@@ -89,6 +101,17 @@ class RoundReport:
     """Since the first broadcast, when this round's z_{k+1} was computed."""
     timings: dict[str, WorkerTiming]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "timings": {n: asdict(t) for n, t in self.timings.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RoundReport:
+        return cls(
+            record=RoundRecord(**data["record"]),
+            elapsed_seconds=data["elapsed_seconds"],
+            timings={n: WorkerTiming(**t) for n, t in data["timings"].items()},
+        )
+
 
 @dataclass
 class Outcome:
@@ -132,6 +155,10 @@ class Coordinator:
         What workers connect to.
     on_round : callable, optional
         Called with each finished round (progress display, metrics).
+    store : CheckpointStore, optional
+        Where checkpoints go; none are taken without one.
+    resume : Checkpoint, optional
+        Start from this state instead of from zero.
     """
 
     def __init__(
@@ -143,6 +170,8 @@ class Coordinator:
         nats_token: str | None = None,
         on_round: OnRound | None = None,
         settings: CoordinatorSettings | None = None,
+        store: CheckpointStore | None = None,
+        resume: Checkpoint | None = None,
     ) -> None:
         self.plan = plan
         self.nc = nc
@@ -170,7 +199,43 @@ class Coordinator:
         self._in_flight: p.Message | None = None  # what a worker admitted mid-phase needs
         self._slowest_round = 0.0
         self._reconnects = 0
+        self.store = store
+        self.fingerprint = fingerprint(plan.settings, plan.source, plan.n_blocks)
+        self._checkpointed = (0, time.perf_counter())  # (iteration, when)
+        if resume is not None:
+            self._restore(resume)
         self._replaced: dict[tuple[int, ...], int] = {}  # blocks -> replacements this phase
+
+    def _restore(self, cp: Checkpoint) -> None:
+        self.rounds = [RoundReport.from_dict(r) for r in cp.rounds]
+        self.consensus.restore(
+            [r.record for r in self.rounds], cp.rho, cp.rho_u, cp.rho_changes, cp.z, cp.x, cp.u
+        )
+        self._checkpointed = (cp.iteration, time.perf_counter())
+
+    async def _checkpoint(self) -> None:
+        """Save the state if a checkpoint is due (never after the last round: the run ends)."""
+        c, s = self.consensus, self.settings
+        last, when = self._checkpointed
+        due = c.iteration - last >= s.checkpoint_every_iterations or (
+            time.perf_counter() - when >= s.checkpoint_every_seconds
+        )
+        if self.store is None or c.done or not due:
+            return
+        cp = Checkpoint(
+            job=self.subjects.key,
+            fingerprint=self.fingerprint,
+            iteration=c.iteration,
+            rho=c.rho,
+            rho_u=c.rho_u,
+            rho_changes=c.rho_changes,
+            z=c.z,
+            x=c.x,
+            u=c.u,
+            rounds=[r.to_dict() for r in self.rounds],
+        )
+        await self.store.save(checkpoint_key(self.subjects.key), encode(cp))
+        self._checkpointed = (c.iteration, time.perf_counter())
 
     def interrupt(self, signum: int) -> None:
         """Stop at the next poll: workers are told to leave and the run ends unfinished."""
@@ -314,6 +379,7 @@ class Coordinator:
         record = c.reduce(x, loss.tolist(), evaluations)
         report = RoundReport(record, time.perf_counter() - solve_started, timings)
         self.rounds.append(report)
+        await self._checkpoint()
         if self.on_round is not None:
             self.on_round(report)
 

@@ -7,6 +7,7 @@ process that started it, also when that process is killed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -55,11 +56,20 @@ class NatsServer:
         The client port; None picks a free one.
     start_timeout : float
         Seconds to wait for the server to accept connections.
+    jetstream_dir : Path or None
+        Turns JetStream on, storing under this folder (it outlives the server: checkpoints
+        live there); None: no JetStream.
     """
 
-    def __init__(self, port: int | None = None, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        start_timeout: float = 10.0,
+        jetstream_dir: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.start_timeout = start_timeout
+        self.jetstream_dir = jetstream_dir
         self._process: subprocess.Popen | None = None
         self._log: BinaryIO | None = None
 
@@ -76,9 +86,12 @@ class NatsServer:
         # the server keeps its open log, and nothing is left behind even if we are SIGKILLed.
         with tempfile.TemporaryDirectory(prefix="faasopt-nats-") as folder:
             config, log_path = Path(folder) / "nats.conf", Path(folder) / "nats.log"
-            config.write_text(
+            text = (
                 f"listen: 127.0.0.1:{self.port}\nmax_payload: {MAX_PAYLOAD}\nmax_pending: 256MB\n"
             )
+            if self.jetstream_dir is not None:
+                text += f"jetstream {{ store_dir: {json.dumps(str(self.jetstream_dir))} }}\n"
+            config.write_text(text)
             self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
             self._process = subprocess.Popen(
                 [str(nats_server_binary()), "-c", str(config)],

@@ -214,6 +214,24 @@ class Consensus:
     def done(self) -> bool:
         return self.status is not None
 
+    def restore(
+        self,
+        history: list[RoundRecord],
+        rho: float,
+        rho_u: float,
+        rho_changes: int,
+        z: np.ndarray,
+        x: np.ndarray,
+        u: np.ndarray,
+    ) -> None:
+        """Continue from a saved state (a checkpoint taken after ``len(history)`` rounds)."""
+        if x.shape != self.x.shape or u.shape != self.u.shape or z.shape != self.z.shape:
+            raise ValueError(f"state of shape {x.shape} for a run of shape {self.x.shape}")
+        self.history = list(history)
+        self.iteration = len(history)
+        self.rho, self.rho_u, self.rho_changes = rho, rho_u, rho_changes
+        self.z, self.x, self.u = z, x, u
+
     def reduce(
         self, x: np.ndarray, loss_at_z: Sequence[float], gradient_evaluations: int
     ) -> RoundRecord:

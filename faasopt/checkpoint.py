@@ -1,0 +1,153 @@
+"""Coordinator checkpoints: versioned, checked, never pickled, in a NATS JetStream object store.
+
+A checkpoint holds what the coordinator needs to go on exactly where it was: the round, the
+penalty, z, every block's (x_b, u_b) and the trace so far. It is a JSON header plus raw float64
+arrays (as on the wire), with a SHA-256 of the arrays in the header, and it names its job and the
+fingerprint of the problem it belongs to, so a corrupt or foreign checkpoint is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from nats.js.errors import NotFoundError
+
+from faasopt.errors import FaasoptError
+
+FORMAT = "faasopt.checkpoint.v1"
+_PREFIX = struct.Struct("<8sI")
+_MAGIC = b"FOPTCKP1"
+BUCKET = "faasopt-checkpoints"
+
+
+class CheckpointError(FaasoptError):
+    """A checkpoint cannot be used: corrupt, of another version, job or problem."""
+
+
+@dataclass
+class Checkpoint:
+    """The coordinator's state after ``iteration`` rounds."""
+
+    job: str
+    fingerprint: str
+    """Of the problem (data, blocks, settings): a resumed run must solve the same one."""
+    iteration: int
+    rho: float
+    rho_u: float
+    rho_changes: int
+    z: np.ndarray
+    x: np.ndarray
+    u: np.ndarray
+    rounds: list[dict[str, Any]]
+    """The trace so far, as plain data (see Coordinator)."""
+
+
+def encode(cp: Checkpoint) -> bytes:
+    arrays = b"".join(np.ascontiguousarray(a, "<f8").tobytes() for a in (cp.z, cp.x, cp.u))
+    header = {
+        "format": FORMAT,
+        "job": cp.job,
+        "fingerprint": cp.fingerprint,
+        "iteration": cp.iteration,
+        "rho": cp.rho,
+        "rho_u": cp.rho_u,
+        "rho_changes": cp.rho_changes,
+        "shape": list(cp.x.shape),
+        "sha256": hashlib.sha256(arrays).hexdigest(),
+        "rounds": cp.rounds,
+    }
+    text = json.dumps(header, allow_nan=False).encode()
+    return _PREFIX.pack(_MAGIC, len(text)) + text + arrays
+
+
+def decode(data: bytes, job: str, fingerprint: str) -> Checkpoint:
+    """The checkpoint in ``data``; raises CheckpointError unless it is whole and ``job``'s own."""
+    try:
+        magic, size = _PREFIX.unpack_from(data)
+        header = json.loads(data[_PREFIX.size : _PREFIX.size + size])
+        arrays = data[_PREFIX.size + size :]
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint of {job} is corrupt: {exc}") from None
+    if magic != _MAGIC or not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint of {job} is not a {FORMAT} checkpoint")
+    if header["job"] != job:
+        raise CheckpointError(f"checkpoint belongs to job {header['job']}, not {job}")
+    if header["fingerprint"] != fingerprint:
+        raise CheckpointError(
+            f"checkpoint of {job} is for another problem (data, blocks or settings changed); "
+            "run without --resume to start over"
+        )
+    if hashlib.sha256(arrays).hexdigest() != header["sha256"]:
+        raise CheckpointError(f"checkpoint of {job} is corrupt: its arrays fail their checksum")
+    blocks, features = header["shape"]
+    values = np.frombuffer(arrays, dtype="<f8")
+    if values.size != features * (1 + 2 * blocks):
+        raise CheckpointError(f"checkpoint of {job} is corrupt: wrong array size")
+    z, rest = values[:features], values[features:].reshape(2, blocks, features)
+    return Checkpoint(
+        job=job,
+        fingerprint=fingerprint,
+        iteration=header["iteration"],
+        rho=header["rho"],
+        rho_u=header["rho_u"],
+        rho_changes=header["rho_changes"],
+        z=z.copy(),
+        x=rest[0].copy(),
+        u=rest[1].copy(),
+        rounds=header["rounds"],
+    )
+
+
+def fingerprint(settings: Any, source: dict[str, Any], n_blocks: int) -> str:
+    """What makes two runs the same problem: settings, data and blocks (not the workers)."""
+    text = json.dumps(
+        {"settings": asdict(settings), "source": source, "blocks": n_blocks},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def key(job: str) -> str:
+    """The object name of ``job``'s (``namespace/name``) checkpoint."""
+    return job.replace("/", ".")
+
+
+class CheckpointStore(Protocol):
+    """Where checkpoints live; keyed by job."""
+
+    async def save(self, key: str, data: bytes) -> None: ...
+
+    async def load(self, key: str) -> bytes | None: ...
+
+
+class JetStreamStore:
+    """Checkpoints in a JetStream object store bucket of the job's own NATS server."""
+
+    def __init__(self, nc, bucket: str = BUCKET) -> None:
+        self.nc = nc
+        self.bucket = bucket
+        self._store = None
+
+    async def _objects(self):
+        if self._store is None:
+            js = self.nc.jetstream()
+            try:
+                self._store = await js.object_store(self.bucket)
+            except NotFoundError:
+                self._store = await js.create_object_store(self.bucket)
+        return self._store
+
+    async def save(self, key: str, data: bytes) -> None:
+        await (await self._objects()).put(key, data)
+
+    async def load(self, key: str) -> bytes | None:
+        try:
+            return (await (await self._objects()).get(key)).data
+        except NotFoundError:
+            return None
