@@ -44,6 +44,9 @@ class CoordinatorSettings:
 
     start_timeout_seconds: float = 120.0
     """From invoking a worker to its hello: process start, imports and loading its blocks."""
+    heartbeat_timeout_seconds: float = 10.0
+    """A worker that sends no heartbeat this long is presumed dead and replaced; workers beat
+    five times as often."""
     presumed_dead_seconds: float = 30.0
     """A worker silent this long in a round (or 10x the slowest round so far, if longer) is
     presumed dead and replaced."""
@@ -183,7 +186,7 @@ class Coordinator:
         self.subjects = p.Subjects(plan.namespace, plan.name)
         self.decoder = p.Decoder(
             self.subjects.key,
-            accept={p.Hello.KIND, p.Result.KIND, p.Final.KIND},
+            accept={p.Hello.KIND, p.Result.KIND, p.Final.KIND, p.Heartbeat.KIND},
             max_message_bytes=8 * (plan.n_blocks * plan.features + 1024),
         )
         self.consensus = Consensus(plan.settings, plan.n_blocks, plan.features)
@@ -199,6 +202,7 @@ class Coordinator:
         self._in_flight: p.Message | None = None  # what a worker admitted mid-phase needs
         self._slowest_round = 0.0
         self._reconnects = 0
+        self._beats: dict[str, float] = {}  # worker -> when its last heartbeat came
         self.store = store
         self.fingerprint = fingerprint(plan.settings, plan.source, plan.n_blocks)
         self._checkpointed = (0, time.perf_counter())  # (iteration, when)
@@ -248,6 +252,7 @@ class Coordinator:
         if self.plan.active_deadline_seconds:
             self._deadline = started + self.plan.active_deadline_seconds
         sub = await self.nc.subscribe(self.subjects.up, cb=self._on_message)
+        beats = await self.nc.subscribe(self.subjects.hb, cb=self._on_message)
         await self.nc.flush()  # subscribed at the server before any worker can say hello
         solve_started = started
         error = None
@@ -267,6 +272,7 @@ class Coordinator:
         finally:
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
+                await beats.unsubscribe()
         return Outcome(
             status=self.consensus.status,
             error=error,
@@ -291,6 +297,7 @@ class Coordinator:
             nats_url=self.nats_url,
             nats_token=self.nats_token,
             data=self.plan.source,
+            heartbeat_seconds=self.settings.heartbeat_timeout_seconds / 5,
         )
         record = WorkerRecord(name, blocks, replaces=replaces, invoked_at=time.perf_counter())
         record.invocation = self.platform.invoke(payload)
@@ -435,28 +442,37 @@ class Coordinator:
         answered: set[str] = set()
         since = {name: time.perf_counter() for name in self.workers}
         asked = dict(since)  # when each worker was last sent what is in flight
+        checked = time.perf_counter()
         while set(self.workers) - answered:
             if self.interrupted is not None:
                 raise FaasoptError(f"{phase}: interrupted by signal {self.interrupted}")
             now = time.perf_counter()
             if now >= self._deadline:
                 raise JobDeadlineError(self.plan.active_deadline_seconds)
+            received, msg = now, None
             try:  # asyncio.timeout, unlike wait_for in 3.11, never turns a cancel into a timeout
                 async with asyncio.timeout(min(self.settings.poll_seconds, self._deadline - now)):
                     received, msg = await self._inbox.get()
             except TimeoutError:
+                received = time.perf_counter()
+            if received - checked >= self.settings.poll_seconds:  # even while messages flow
+                checked = received
                 if self.nc.is_closed:
-                    raise PlatformError(f"{phase}: the NATS server stayed unreachable") from None
+                    raise PlatformError(f"{phase}: the NATS server stayed unreachable")
                 if not self.nc.is_connected:  # an outage delays workers; it does not kill them
-                    since.update(dict.fromkeys(since, time.perf_counter()))
-                    continue
-                self._replace_the_lost(answered, since, phase, patience)
-                await self._ask_again(in_flight, answered, asked)
+                    since.update(dict.fromkeys(since, received))
+                    self._beats.update(dict.fromkeys(self._beats, received))
+                else:
+                    self._replace_the_lost(answered, since, phase, patience)
+                    await self._ask_again(in_flight, answered, asked)
+            if msg is None:
                 continue
             name = getattr(msg, "worker", None)
             record = self.workers.get(name)
             if record is None:
                 self.decoder.reject("unknown-worker")
+            elif isinstance(msg, p.Heartbeat):
+                self._beats[name] = received
             elif getattr(msg, "blocks", record.blocks) != record.blocks:
                 self.decoder.reject("wrong-blocks")
             elif isinstance(msg, p.Hello):
@@ -511,8 +527,11 @@ class Coordinator:
         for name in sorted(self.workers):
             if name in answered:
                 continue
+            silent = now - max(since.get(name, now), self._beats.get(name, 0.0))
             if name in exited:
                 why = f"exited with status {exited[name]}"
+            elif name not in self._starting and silent > self.settings.heartbeat_timeout_seconds:
+                why = f"sent no heartbeat for {silent:.0f} s"
             elif now - since.get(name, now) > (
                 self.settings.start_timeout_seconds if name in self._starting else patience
             ):

@@ -55,7 +55,7 @@ class Subjects:
 
     @property
     def hb(self) -> str:
-        """Worker heartbeats."""
+        """Worker heartbeats: signs of life, also while a worker computes."""
         return f"{self.prefix}.hb"
 
     def worker(self, name: str) -> str:
@@ -166,9 +166,18 @@ class Stop:
     reason: str
 
 
-Message = Hello | Assign | Iterate | Result | Finish | Final | Stop
+@dataclass(frozen=True)
+class Heartbeat:
+    """A worker is alive (sent on the ``hb`` subject every few seconds, also while computing)."""
+
+    KIND: ClassVar[str] = "heartbeat.v1"
+    ARRAY: ClassVar[str | None] = None
+    worker: str
+
+
+Message = Hello | Assign | Iterate | Result | Finish | Final | Stop | Heartbeat
 KINDS: dict[str, type] = {
-    cls.KIND: cls for cls in (Hello, Assign, Iterate, Result, Finish, Final, Stop)
+    cls.KIND: cls for cls in (Hello, Assign, Iterate, Result, Finish, Final, Stop, Heartbeat)
 }
 
 

@@ -12,6 +12,7 @@ Run as ``python -m faasopt.worker`` with the payload, as JSON, in ``$FAASOPT_WOR
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ from faasopt.solvers.local import LocalSolverSettings
 from faasopt.solvers.logistic import logistic_loss
 
 PAYLOAD_ENV = "FAASOPT_WORKER_PAYLOAD"
+NATS_TOKEN_ENV = "FAASOPT_NATS_TOKEN"
+"""Where a worker finds its NATS token when the payload carries none (from a Secret)."""
 WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 """Environment every platform gives its workers. One BLAS thread: workers are the parallelism,
 and scipy's L-BFGS-B makes many tiny BLAS calls that threaded OpenBLAS slows down several times
@@ -54,6 +57,8 @@ class WorkerPayload:
     nats_token: str | None = None
     idle_timeout_seconds: float = 300.0
     """Leave when the coordinator says nothing for this long (it is gone)."""
+    heartbeat_seconds: float = 2.0
+    """Interval of the heartbeats on the job's ``hb`` subject."""
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "blocks": list(self.blocks)})
@@ -133,9 +138,24 @@ async def serve(payload: WorkerPayload) -> None:
         await nc.subscribe(subjects.worker(payload.worker), cb=on_message)
         await nc.flush()
         await send(p.Hello(payload.worker, payload.blocks, os.getpid(), load_seconds))
-        await _loop(payload, blocks, inbox, send, hello_sent=time.perf_counter())
+        beats = asyncio.create_task(_beat(nc, subjects, payload))
+        try:
+            await _loop(payload, blocks, inbox, send, hello_sent=time.perf_counter())
+        finally:
+            beats.cancel()
     finally:
         await disconnect(nc)
+
+
+async def _beat(nc, subjects: p.Subjects, payload: WorkerPayload) -> None:
+    """Signs of life while the loop waits or the x-steps run in their thread."""
+    (frame,) = p.encode(p.Heartbeat(payload.worker), subjects.key, payload.worker, 0, 1 << 16)
+    while True:
+        await asyncio.sleep(payload.heartbeat_seconds)
+        try:
+            await nc.publish(subjects.hb, frame)
+        except NatsError as exc:
+            log.info("heartbeat not sent: %s", exc)
 
 
 async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) -> None:
@@ -225,8 +245,11 @@ def main() -> int:
     if not text:
         log.error("no payload: set %s to the worker's JSON payload", PAYLOAD_ENV)
         return 2
+    payload = WorkerPayload.from_json(text)
+    if payload.nats_token is None and os.environ.get(NATS_TOKEN_ENV):
+        payload = dataclasses.replace(payload, nats_token=os.environ[NATS_TOKEN_ENV])
     try:
-        asyncio.run(serve(WorkerPayload.from_json(text)))
+        asyncio.run(serve(payload))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent cleans up
         return 130
     return 0

@@ -284,3 +284,18 @@ def test_a_server_that_stays_gone_fails_the_job_with_the_reason(manifest):
     assert outcome.status is None
     assert outcome.error == "round 3: the NATS server stayed unreachable"
     assert outcome.replacements == 0
+
+
+def test_a_frozen_worker_is_found_by_its_missing_heartbeats(manifest, undisturbed):
+    """Without exit codes (a FaaS platform) and long before any round deadline."""
+    settings = CoordinatorSettings(heartbeat_timeout_seconds=1.0, presumed_dead_seconds=600)
+
+    def on_round(report):
+        if report.record.iteration == 2:
+            _kill(["w2"], signal.SIGSTOP)
+
+    result = faasopt.run(manifest(PATCH), on_round=on_round, quiet_workers=True, settings=settings)
+    assert result.converged
+    assert _objectives(result) == _objectives(undisturbed)
+    (ended,) = [c for c in result.report["coldStarts"] if c["ended"]]
+    assert ended["worker"] == "w2" and "sent no heartbeat" in ended["ended"]
