@@ -17,6 +17,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -31,8 +34,9 @@ API_VERSION = "faasopt.dev/v1alpha1"
 KIND = "TrainingJob"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+# Strict scalars: a string or a bool is never read as a number (the API server refuses them too).
+PositiveFloat = Annotated[StrictFloat, Field(gt=0)]
+NonNegativeFloat = Annotated[StrictFloat, Field(ge=0)]
 
 
 class _Model(BaseModel):
@@ -44,17 +48,21 @@ class _Model(BaseModel):
 class Synthetic(_Model):
     """The paper's generator (seed 001, Section III), made per block from (seed, block)."""
 
-    samples: int = Field(gt=0, description="N, rows of the whole data set.")
-    features: int = Field(gt=0, description="d, columns.")
-    density: float = Field(gt=0, le=1, description="p, the share of nonzero features per row.")
-    seed: int = Field(0, ge=0, description="Seed of the generator; block b uses (seed, b).")
+    samples: StrictInt = Field(gt=0, description="N, rows of the whole data set.")
+    features: StrictInt = Field(gt=0, description="d, columns.")
+    density: StrictFloat = Field(
+        gt=0, le=1, description="p, the share of nonzero features per row."
+    )
+    seed: StrictInt = Field(0, ge=0, description="Seed of the generator; block b uses (seed, b).")
 
 
 class Libsvm(_Model):
     """A LIBSVM/svmlight text file, cut into contiguous row blocks."""
 
     uri: str = Field(min_length=1, description="A path, relative to the manifest's folder.")
-    features: int | None = Field(None, gt=0, description="d; inferred from the file when None.")
+    features: StrictInt | None = Field(
+        None, gt=0, description="d; inferred from the file when None."
+    )
 
     @field_validator("uri")
     @classmethod
@@ -95,8 +103,8 @@ class LocalSolver(_Model):
     method: Literal["lbfgs", "fista"] = "lbfgs"
     gradient_tolerance: PositiveFloat = Field(1e-2, description="eps_g.")
     relative_improvement: NonNegativeFloat = Field(1e-12, description="eps_f.")
-    min_iterations: int = Field(1, ge=0, description="K_w, the fewest inner iterations.")
-    max_iterations: int = Field(1000, ge=1, description="A safety cap on inner iterations.")
+    min_iterations: StrictInt = Field(1, ge=0, description="K_w, the fewest inner iterations.")
+    max_iterations: StrictInt = Field(1000, ge=1, description="A safety cap on inner iterations.")
 
 
 class Admm(_Model):
@@ -104,7 +112,7 @@ class Admm(_Model):
 
     rho: PositiveFloat = Field(1.0, description="rho_0.")
     penalty: Penalty = Penalty.PAPER
-    max_iterations: int = Field(100, ge=1, description="K.")
+    max_iterations: StrictInt = Field(100, ge=1, description="K.")
     primal_tolerance: PositiveFloat = Field(0.02, description="eps_r.")
     dual_tolerance: PositiveFloat = Field(0.02, description="eps_s.")
     local_solver: LocalSolver = LocalSolver()
@@ -118,10 +126,10 @@ class Workers(_Model):
     """Where and how many workers run. Workers are placement: the math lives in the blocks."""
 
     platform: Literal["local"] = Field("local", description="Only local processes so far.")
-    count: int = Field(4, ge=1, description="Workers started.")
-    blocks: int | None = Field(None, ge=1, description="B, data blocks; None means count.")
+    count: StrictInt = Field(4, ge=1, description="Workers started.")
+    blocks: StrictInt | None = Field(None, ge=1, description="B, data blocks; None means count.")
     time_limit_seconds: PositiveFloat = Field(900, description="A worker's lifetime.")
-    memory_mb: int = Field(512, ge=64, alias="memoryMB", description="Memory per worker.")
+    memory_mb: StrictInt = Field(512, ge=64, alias="memoryMB", description="Memory per worker.")
 
     @property
     def block_count(self) -> int:
@@ -135,10 +143,10 @@ class ScaleIn(_Model):
 class RunPolicy(_Model):
     """Kubernetes-style run policy; the local runner honours activeDeadlineSeconds."""
 
-    active_deadline_seconds: int | None = Field(None, gt=0)
-    backoff_limit: int = Field(3, ge=0)
-    ttl_seconds_after_finished: int | None = Field(None, ge=0)
-    suspend: bool = False
+    active_deadline_seconds: StrictInt | None = Field(None, gt=0)
+    backoff_limit: StrictInt = Field(3, ge=0)
+    ttl_seconds_after_finished: StrictInt | None = Field(None, ge=0)
+    suspend: StrictBool = False
 
 
 class TrainingJobSpec(_Model):
