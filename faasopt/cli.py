@@ -74,16 +74,42 @@ def run(
         bool | None,
         typer.Option(help="Live display; default: on when stderr is a terminal."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus /metrics on this port during the run."),
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option(help="Address the /metrics server listens on.")
+    ] = "127.0.0.1",
+    metrics_linger: Annotated[
+        float, typer.Option(help="Seconds /metrics stays up after the run, for a last scrape.")
+    ] = 0.0,
+    plots: Annotated[bool, typer.Option(help="Write PNG plots and report.html into --out.")] = True,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the last checkpoint in --out (same problem).")
+    ] = False,
 ) -> None:
     """Solve a TrainingJob locally: a nats-server, worker processes and a coordinator."""
     from faasopt.runner import run as run_job
 
+    if resume and out is None:
+        raise typer.BadParameter(
+            "needs --out: checkpoints live in that folder", param_hint="--resume"
+        )
     live = err_console.is_terminal if progress is None else progress
     display = _Progress(live)
     try:
         with display:
             result = run_job(
-                file, workers=workers, out=out, on_start=display.start, on_round=display.round
+                file,
+                workers=workers,
+                out=out,
+                on_start=display.start,
+                on_round=display.round,
+                metrics_port=metrics_port,
+                metrics_address=metrics_address,
+                metrics_linger_seconds=metrics_linger,
+                resume=resume,
             )
     except (SpecError, DataError) as exc:
         raise _bad_input(exc) from None
@@ -93,11 +119,43 @@ def run(
     except Interrupted as exc:
         err_console.print("interrupted: workers and nats-server stopped")
         raise typer.Exit(128 + exc.signum) from None
+    if out is not None and plots:
+        from faasopt.plots import write_plots
+
+        write_plots(out, result.report)
     _summary(result.report, out)
     if result.report["error"]:
         err_console.print(f"[red]failed[/red]: {result.report['error']}", highlight=False)
     if not result.converged:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="A run's --out folder, with report.json.")],
+) -> None:
+    """Draw a run's report.json as PNG plots and one self-contained report.html, in FOLDER."""
+    import json
+
+    from faasopt.plots import write_plots
+    from faasopt.report import REPORT_FILE
+
+    source = folder / REPORT_FILE
+    try:
+        data = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        err_console.print(f"[red]error[/red]: {source}: {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for path in write_plots(folder, data):
+        out_console.print(str(path), highlight=False)
+
+
+@app.command()
+def crd() -> None:
+    """Print the TrainingJob CustomResourceDefinition (YAML), generated from the spec."""
+    from faasopt.crd import render_crd
+
+    typer.echo(render_crd(), nl=False)
 
 
 class _Progress:
@@ -160,40 +218,17 @@ class _Progress:
 
 
 def _summary(report: dict, out: Path | None) -> None:
+    from faasopt.report import summary_rows
+
     table = Table(title="faasopt run", show_header=False, title_justify="left")
     table.add_column("", style="bold")
     table.add_column("")
-    worker_compute = sum(
-        t["compute"] for entry in report["trace"] for t in entry["perWorker"].values()
-    )
-    rows = [
-        ("job", f"{report['job']['namespace']}/{report['job']['name']}"),
-        ("status", report["status"] + (f": {report['error']}" if report["error"] else "")),
-        ("iterations", str(report["iterations"])),
-        ("objective", f"{report['objective']:.10g}" if report["objective"] is not None else "-"),
-        ("primal residual", _tol(report["primalResidual"], report["primalTolerance"])),
-        ("dual residual", _tol(report["dualResidual"], report["dualTolerance"])),
-        ("nonzeros", f"{report['nonzeros']} of {report['features']}"),
-        ("workers / blocks", f"{report['workers']} / {report['blocks']}"),
-        ("gradient work", f"{report['fullGradientEquivalents']:.1f} full-gradient equivalents"),
-        ("wall time", f"{report['wallSeconds']:.2f} s (solve {report['solveSeconds']:.2f} s)"),
-        ("worker compute", f"{worker_compute:.2f} s, speedup {report['speedup']:.2f}"),
-        ("cold start", _cold(report["coldStarts"])),
-    ]
+    rows = summary_rows(report)
     if out is not None:
         rows.append(("report", str(out / "report.json")))
     for key, value in rows:
         table.add_row(key, value)
     out_console.print(table, highlight=False)
-
-
-def _tol(value: float | None, tolerance: float) -> str:
-    return "-" if value is None else f"{value:.3e} (tolerance {tolerance:g})"
-
-
-def _cold(starts: list[dict]) -> str:
-    seconds = [s["seconds"] for s in starts if s["seconds"] is not None]
-    return f"{min(seconds):.2f}-{max(seconds):.2f} s" if seconds else "-"
 
 
 def main() -> None:

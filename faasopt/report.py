@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,18 @@ from faasopt.solvers.admm import Status
 
 REPORT_FILE = "report.json"
 SOLUTION_FILE = "solution.npy"
+SLOWEST_SHARE = 0.1
+"""Responsiveness (seed 001, Sec. II-B, Fig. 9): a round's slowest ceil(10 % of W) workers."""
+
+
+def slowest(delays: Mapping[str, float], share: float = SLOWEST_SHARE) -> list[str]:
+    """The workers among the slowest ``share`` of one round (at least one), by delay.
+
+    A worker's delay is the time from the broadcast of z_k to the reception of its results
+    (compute + communication, Sec. II-B); ties go to the later name, so the choice is stable.
+    """
+    count = math.ceil(share * len(delays))
+    return sorted(delays, key=lambda name: (delays[name], name), reverse=True)[:count]
 
 
 def build_report(
@@ -24,7 +38,8 @@ def build_report(
 
     ``speedup`` is the per-run estimate of DESIGN.md: the workers' compute seconds summed over
     the solve, divided by the solve's elapsed seconds; ``efficiency`` is speedup / workers. The
-    paper's relative speedup between worker counts needs several runs.
+    paper's relative speedup between worker counts needs several runs. ``responsiveness`` maps
+    each worker to the fraction of rounds it was among the slowest 10 % (seed 001, Fig. 9).
     """
     last = outcome.rounds[-1].record if outcome.rounds else None
     compute = sum(t.compute for r in outcome.rounds for t in r.timings.values())
@@ -74,6 +89,7 @@ def build_report(
             "workers": {w.name: w.peak_rss_bytes for w in outcome.workers if w.ended is None},
         },
         "messagesRejected": outcome.rejected,
+        "responsiveness": _responsiveness(outcome),
         "trace": [
             {
                 "iteration": r.record.iteration,
@@ -98,6 +114,15 @@ def build_report(
     }
 
 
+def _responsiveness(outcome: Outcome) -> dict[str, float]:
+    """Per worker, the fraction of rounds in which it was among the slowest (Fig. 9)."""
+    counts: Counter[str] = Counter({w.name: 0 for w in outcome.workers})
+    for r in outcome.rounds:
+        counts.update(slowest({n: t.compute + t.communication for n, t in r.timings.items()}))
+    rounds = len(outcome.rounds)
+    return {name: n / rounds if rounds else 0.0 for name, n in sorted(counts.items())}
+
+
 def write_report(out: Path, report: dict[str, Any], solution: np.ndarray) -> None:
     """Write ``report.json`` and ``solution.npy`` into ``out`` (created if missing)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -109,3 +134,30 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's headline figures as (name, text) rows: the CLI's summary and report.html."""
+    worker_compute = sum(
+        t["compute"] for entry in report["trace"] for t in entry["perWorker"].values()
+    )
+    objective = report["objective"]
+    seconds = [s["seconds"] for s in report["coldStarts"] if s["seconds"] is not None]
+    return [
+        ("job", f"{report['job']['namespace']}/{report['job']['name']}"),
+        ("status", report["status"] + (f": {report['error']}" if report["error"] else "")),
+        ("iterations", str(report["iterations"])),
+        ("objective", f"{objective:.10g}" if objective is not None else "-"),
+        ("primal residual", _tol(report["primalResidual"], report["primalTolerance"])),
+        ("dual residual", _tol(report["dualResidual"], report["dualTolerance"])),
+        ("nonzeros", f"{report['nonzeros']} of {report['features']}"),
+        ("workers / blocks", f"{report['workers']} / {report['blocks']}"),
+        ("gradient work", f"{report['fullGradientEquivalents']:.1f} full-gradient equivalents"),
+        ("wall time", f"{report['wallSeconds']:.2f} s (solve {report['solveSeconds']:.2f} s)"),
+        ("worker compute", f"{worker_compute:.2f} s, speedup {report['speedup']:.2f}"),
+        ("cold start", f"{min(seconds):.2f}-{max(seconds):.2f} s" if seconds else "-"),
+    ]
+
+
+def _tol(value: float | None, tolerance: float) -> str:
+    return "-" if value is None else f"{value:.3e} (tolerance {tolerance:g})"

@@ -8,11 +8,13 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faasopt.coordinator import Coordinator, CoordinatorSettings, OnRound
+from faasopt import checkpoint
+from faasopt.checkpoint import Checkpoint, CheckpointError, JetStreamStore
+from faasopt.coordinator import Coordinator, CoordinatorSettings, OnRound, RoundReport
 from faasopt.errors import Interrupted
 from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job
@@ -21,6 +23,11 @@ from faasopt.platforms.nats_server import NatsServer
 from faasopt.report import build_report, write_report
 from faasopt.spec import TrainingJob
 from faasopt.worker import peak_rss_bytes
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from faasopt.metrics import JobMetrics
 
 
 @dataclass
@@ -58,6 +65,11 @@ def run(
     on_round: OnRound | None = None,
     quiet_workers: bool = False,
     settings: CoordinatorSettings | None = None,
+    metrics_port: int | None = None,
+    metrics_address: str = "127.0.0.1",
+    metrics_linger_seconds: float = 0.0,
+    metrics_registry: CollectorRegistry | None = None,
+    resume: bool = False,
 ) -> Result:
     """Solve ``job`` locally and return its Result; write it to ``out`` when given.
 
@@ -65,28 +77,102 @@ def run(
     or does not converge returns a Result whose report says so. The nats-server and every worker
     process are stopped on return, on exceptions and on Ctrl-C or SIGTERM, which then raise
     :class:`faasopt.errors.Interrupted` (a KeyboardInterrupt).
+
+    With ``out``, the coordinator checkpoints into a JetStream object store kept in
+    ``out/nats``; ``resume`` continues from the last checkpoint there (same problem required)
+    and reaches the same final iterate as an uninterrupted run.
+
+    Metrics (:mod:`faasopt.metrics`) go to ``metrics_registry`` when given; ``metrics_port``
+    serves them on ``metrics_address`` (a fresh registry unless one is given) during the run and
+    for ``metrics_linger_seconds`` after it, so that a last scrape sees the final values.
     """
+    if resume and out is None:
+        raise ValueError("resume needs out: checkpoints live in that folder")
     plan = plan_job(load(job), workers)
     if on_start is not None:
         on_start(plan)
     started = time.perf_counter()
-    platform = LocalPlatform(quiet=quiet_workers)
-    platform.deploy()
-    with NatsServer() as server:
-        try:
-            outcome = asyncio.run(_solve(plan, server.url, platform, on_round, settings))
-        finally:
-            platform.teardown()
-    report = build_report(plan, outcome, time.perf_counter() - started, peak_rss_bytes())
-    result = Result(report, np.array(outcome.z), Path(out) if out else None)
-    if result.out is not None:
-        write_report(result.out, report, result.solution)
+    with contextlib.ExitStack() as stack:
+        job_metrics = _job_metrics(
+            stack, plan, metrics_port, metrics_address, metrics_linger_seconds, metrics_registry
+        )
+        platform = LocalPlatform(quiet=quiet_workers)
+        platform.deploy()
+        jetstream = Path(out) / "nats" if out is not None else None
+        with NatsServer(jetstream_dir=jetstream) as server:
+            try:
+                outcome = asyncio.run(
+                    _solve(
+                        plan,
+                        server.url,
+                        platform,
+                        on_round,
+                        settings,
+                        job_metrics,
+                        checkpoints=jetstream is not None,
+                        resume=resume,
+                    )
+                )
+            finally:
+                platform.teardown()
+                if job_metrics is not None:
+                    job_metrics.stop()
+        if job_metrics is not None:
+            job_metrics.finish(outcome)
+        report = build_report(plan, outcome, time.perf_counter() - started, peak_rss_bytes())
+        result = Result(report, np.array(outcome.z), Path(out) if out else None)
+        if result.out is not None:
+            write_report(result.out, report, result.solution)
     return result
 
 
-async def _solve(plan: JobPlan, url: str, platform, on_round, settings):
+def _job_metrics(
+    stack: contextlib.ExitStack,
+    plan: JobPlan,
+    port: int | None,
+    address: str,
+    linger_seconds: float,
+    registry: CollectorRegistry | None,
+) -> JobMetrics | None:
+    """The job's metrics, served on ``port`` until ``stack`` closes; None when not asked for."""
+    if port is None and registry is None:
+        return None
+    from faasopt import metrics  # prometheus_client only for runs that export metrics
+
+    if registry is None:
+        registry = metrics.CollectorRegistry()
+    if port is not None:
+        stack.enter_context(metrics.serve(registry, port, address, linger_seconds))
+    return metrics.JobMetrics(plan, registry)
+
+
+async def _solve(
+    plan: JobPlan,
+    url: str,
+    platform,
+    on_round,
+    settings,
+    job_metrics,
+    checkpoints: bool = False,
+    resume: bool = False,
+):
     nc = await connect(url, f"{plan.namespace}/{plan.name}/coordinator")
-    coordinator = Coordinator(plan, nc, platform, url, on_round=on_round, settings=settings)
+    store = JetStreamStore(nc) if checkpoints else None
+    try:
+        saved = await _last_checkpoint(store, plan) if resume else None
+    except BaseException:
+        await disconnect(nc)
+        raise
+
+    def observe(report: RoundReport) -> None:
+        if job_metrics is not None:
+            job_metrics.round(report, coordinator.history, coordinator.decoder.rejected)
+        if on_round is not None:
+            on_round(report)
+
+    coordinator = Coordinator(
+        plan, nc, platform, url, on_round=observe, settings=settings, store=store, resume=saved
+    )
     loop = asyncio.get_running_loop()
     with contextlib.suppress(ValueError, RuntimeError):  # signals only in the main thread
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -98,3 +184,14 @@ async def _solve(plan: JobPlan, url: str, platform, on_round, settings):
     if coordinator.interrupted is not None:
         raise Interrupted(coordinator.interrupted)
     return outcome
+
+
+async def _last_checkpoint(store: JetStreamStore, plan: JobPlan) -> Checkpoint:
+    """The job's last checkpoint, checked; CheckpointError if there is none or it is unusable."""
+    job = f"{plan.namespace}/{plan.name}"
+    data = await store.load(checkpoint.key(job))
+    if data is None:
+        raise CheckpointError(f"no checkpoint of {job} to resume from")
+    return checkpoint.decode(
+        data, job, checkpoint.fingerprint(plan.settings, plan.source, plan.n_blocks)
+    )

@@ -1,0 +1,246 @@
+"""The TrainingJob CustomResourceDefinition, generated from the pydantic models of ``spec.py``.
+
+``spec.py`` is the one source of the spec's fields, types, defaults and bounds; this module only
+translates its JSON Schema into the structural OpenAPI v3 subset Kubernetes accepts:
+
+- ``$ref`` inlined, ``Optional`` unwrapped (an absent field is Kubernetes' "None"), ``const``
+  as a one-value ``enum``, pydantic's numeric ``exclusiveMinimum`` as OpenAPI 3.0's boolean form;
+- ``additionalProperties: false`` dropped: Kubernetes prunes unknown fields, and rejects them under
+  strict field validation (``kubectl apply``'s default);
+- object defaults that equal "every field at its default" written as ``{}``, so the API server
+  fills nested defaults field by field;
+- spec.py's named validators mirrored in ``RULES`` (a structural ``oneOf`` of ``required``, or a
+  CEL rule); tests run the bad-manifest table through both sides to keep them equal.
+
+The ``status`` the operator writes is modelled here (``TrainingJobStatus``) and goes through the
+same translation.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from faasopt.spec import API_VERSION, KIND, TrainingJobSpec
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL, SINGULAR, SHORT_NAMES = "trainingjobs", "trainingjob", ["tj"]
+NAME = f"{PLURAL}.{GROUP}"
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
+PHASES: tuple[str, ...] = get_args(Phase)
+
+RULES: dict[tuple[str, str | None], dict[str, Any]] = {
+    # (model, field or None for the whole object) -> what the CRD adds there
+    ("Data", None): {  # Data._exactly_one
+        "oneOf": [{"required": ["synthetic"]}, {"required": ["libsvm"]}],
+    },
+    ("Libsvm", "uri"): {  # Libsvm._local_only
+        "x-kubernetes-validations": [
+            {
+                "rule": "!self.contains('://') || self.startsWith('file://')",
+                "message": "only local paths are supported in this version",
+            }
+        ]
+    },
+    ("Workers", None): {  # TrainingJob._cross_field
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.blocks) || self.blocks >= self.count",
+                "message": "blocks must be >= count",
+                "fieldPath": ".blocks",
+            }
+        ]
+    },
+    ("TrainingJobSpec", None): {  # plan.plan_job: B <= rows, known from the spec for synthetic data
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.problem.data.synthetic) || "
+                "(has(self.workers.blocks) ? self.workers.blocks : self.workers.count) "
+                "<= self.problem.data.synthetic.samples",
+                "message": "workers.blocks (count when unset) must be <= "
+                "problem.data.synthetic.samples",
+                "fieldPath": ".workers",
+            }
+        ]
+    },
+}
+"""spec.py's validators as the CRD says them, keyed by pydantic model name and field alias."""
+
+_KEPT = ("description", "type", "format", "enum", "minLength", "maxLength", "pattern")
+_KEPT += ("minimum", "maximum", "minItems", "maxItems")
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Condition(_Status):
+    """One observation, after the Kubernetes API conventions (metav1.Condition)."""
+
+    type: str = Field(min_length=1, description="CamelCase kind, e.g. Running, Succeeded.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = Field(None, description="CamelCase reason, e.g. DeadlineExceeded.")
+    message: str | None = Field(None, description="Human-readable detail; names the field.")
+    last_transition_time: datetime | None = Field(None, description="When status last changed.")
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation this condition was set from."
+    )
+
+
+class TrainingJobStatus(_Status):
+    """What the operator reports about a TrainingJob (the ``status`` subresource)."""
+
+    phase: Phase | None = None
+    conditions: list[Condition] | None = None
+    iteration: int | None = Field(None, ge=0, description="ADMM rounds completed.")
+    objective: float | None = Field(None, description="Objective at the latest z.")
+    primal_residual: float | None = Field(None, ge=0, description="r of the latest round.")
+    dual_residual: float | None = Field(None, ge=0, description="s of the latest round.")
+    rho: float | None = Field(None, gt=0, description="Penalty of the next round.")
+    workers: int | None = Field(None, ge=0, description="Active workers.")
+    speedup: float | None = Field(None, ge=0, description="Worker compute seconds / elapsed.")
+    cost_dollars: float | None = Field(None, ge=0, description="Cost so far, in US dollars.")
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+
+
+PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Iteration", "type": "integer", "jsonPath": ".status.iteration"},
+    {"name": "Objective", "type": "number", "jsonPath": ".status.objective"},
+    {"name": "Primal", "type": "number", "jsonPath": ".status.primalResidual"},
+    {"name": "Dual", "type": "number", "jsonPath": ".status.dualResidual"},
+    {"name": "Workers", "type": "integer", "jsonPath": ".status.workers"},
+    {"name": "Cost", "type": "number", "jsonPath": ".status.costDollars"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def structural(model: type[BaseModel], used: set | None = None) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of a pydantic model, with ``RULES`` applied.
+
+    ``used`` collects the keys of the rules that found their place.
+    """
+    source = model.model_json_schema(by_alias=True)
+    return _convert(source, source.get("$defs", {}), set() if used is None else used)
+
+
+def _convert(node: dict[str, Any], defs: dict[str, Any], used: set) -> dict[str, Any]:
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[1]]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if "anyOf" in node:  # Optional[X]: the field may be absent, never null
+        (inner,) = [option for option in node["anyOf"] if option.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        return _convert({**inner, **rest}, defs, used)
+    out = {key: copy.deepcopy(node[key]) for key in _KEPT if key in node}
+    if "const" in node:
+        out["enum"] = [node["const"]]
+    for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if bound in node:
+            out[inclusive], out[bound] = node[bound], True
+    if node.get("type") == "array":
+        out["items"] = _convert(node["items"], defs, used)
+    if "properties" in node:
+        model = node.get("title")
+        out["properties"] = {}
+        for name, child in node["properties"].items():
+            out["properties"][name] = _convert(child, defs, used)
+            out["properties"][name].update(_rules((model, name), used))
+        if node.get("required"):
+            out["required"] = list(node["required"])
+        out.update(_rules((model, None), used))
+    if node.get("default") is not None:
+        default = _without_none(node["default"])
+        out["default"] = {} if apply_defaults(out, {}) == default != {} else default
+    return out
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _rules(key: tuple[str, str | None], used: set) -> dict[str, Any]:
+    if key in RULES:
+        used.add(key)
+        return copy.deepcopy(RULES[key])
+    return {}
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """``value`` with the schema's defaults filled in, as the API server does before validating."""
+    if not isinstance(value, dict) or "properties" not in schema:
+        return value
+    out = dict(value)
+    for name, child in schema["properties"].items():
+        if name not in out and "default" in child:
+            out[name] = copy.deepcopy(child["default"])
+        if name in out:
+            out[name] = apply_defaults(child, out[name])
+    return out
+
+
+def build_crd() -> dict[str, Any]:
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of ``trainingjobs.faasopt.dev``."""
+    used: set[tuple[str, str | None]] = set()
+    spec = structural(TrainingJobSpec, used)
+    if unused := set(RULES) - used:
+        raise LookupError(f"CRD rules for models or fields spec.py no longer has: {unused}")
+    spec["description"] = "What to solve and how; the same document `faasopt run` reads."
+    status = structural(TrainingJobStatus)
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": NAME},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A model trained by distributed optimization on "
+                            "serverless functions.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    """``build_crd()`` as the YAML ``faasopt crd`` prints and ``crds/trainingjob.yaml`` holds."""
+    header = "# Generated from faasopt/spec.py by `faasopt crd`; do not edit.\n"
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)

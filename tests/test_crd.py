@@ -1,0 +1,306 @@
+"""The generated CRD: upstream-valid, structural, in step with spec.py on good and bad manifests.
+
+No API server runs here. ``admission_problems`` stands in for its validation of a TrainingJob, from
+real parts: the CRD's own schema, applied defaults, jsonschema (Draft 4, the dialect OpenAPI 3.0
+schemas extend) with unknown fields closed as strict field validation does, and the CEL rules
+evaluated by cel-python. The API server's name validation and routing by kind are not emulated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import celpy
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from conftest import BASE_MANIFEST, merge
+from test_spec import BAD
+from typer.testing import CliRunner
+
+from faasopt.cli import app
+from faasopt.crd import PHASES, RULES, TrainingJobStatus, apply_defaults, build_crd, render_crd
+from faasopt.errors import DataError, SpecError
+from faasopt.plan import plan_job
+from faasopt.spec import TrainingJob
+
+ROOT = Path(__file__).resolve().parent.parent
+CRD_FILE = ROOT / "crds" / "trainingjob.yaml"
+K8S_VERSION = "1.35"
+SCHEMA = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+SPEC_ONLY = {
+    # BAD rows the CRD schema cannot reject, with who rejects them on a cluster
+    "kind: must be one of 'TrainingJob'": "the API server: another kind is another resource",
+    "apiVersion: must be one of 'faasopt.dev/v1alpha1'": "the API server: another group/version",
+    "metadata.name: must be a DNS-1123 label": "the API server's object name validation",
+    "metadata: required field is missing": "the API server: every object needs metadata.name",
+    "missing.svm: file not found": "only a reader of the data can know (the operator's validate)",
+    "bad.svm:2:": "only a reader of the data can know (the operator's validate)",
+}
+GOOD = [
+    {},
+    {"spec": {"workers": {"count": 2, "blocks": 8}}},
+    {"spec": {"problem": {"data": {"synthetic": {"samples": 8}}}, "workers": {"count": 8}}},
+    {"spec": {"problem": {"l1": 0, "l2": 2.5, "loss": "logistic"}}},
+    {"spec": {"problem": {"data": {"synthetic": None, "libsvm": {"uri": "ok.svm"}}}}},
+    {"spec": {"problem": {"data": {"synthetic": None, "libsvm": {"uri": "file://ok.svm"}}}}},
+    {"spec": {"algorithm": {"admm": {"penalty": "fixed", "localSolver": {"method": "fista"}}}}},
+    {"spec": {"runPolicy": {"activeDeadlineSeconds": 60, "suspend": True, "backoffLimit": 0}}},
+    {"metadata": {"labels": {"team": "ml"}, "annotations": {"a": "b"}}},
+]
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with unknown fields rejected, as strict field validation does."""
+    out = {k: v for k, v in schema.items() if not k.startswith("x-kubernetes-")}
+    if "properties" in out:
+        out["properties"] = {k: _closed(v) for k, v in out["properties"].items()}
+        if "metadata" not in out["properties"]:  # ObjectMeta is Kubernetes' own, left open
+            out["additionalProperties"] = False
+    if "items" in out:
+        out["items"] = _closed(out["items"])
+    return out
+
+
+VALIDATOR = jsonschema.Draft4Validator(_closed(SCHEMA))
+CEL = celpy.Environment()
+
+
+def _cel_problems(schema: dict[str, Any], value: Any, path: str) -> list[str]:
+    problems = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        program = CEL.program(CEL.compile(rule["rule"]))
+        result = program.evaluate({"self": celpy.json_to_cel(value)})
+        if not (isinstance(result, celpy.celtypes.BoolType) and result):  # errors count as false
+            problems.append(f"{path}{rule.get('fieldPath', '')}: {rule['message']}")
+    for name, child in schema.get("properties", {}).items():
+        if isinstance(value, dict) and name in value:
+            problems += _cel_problems(child, value[name], f"{path}.{name}")
+    return problems
+
+
+def admission_problems(document: dict[str, Any]) -> list[str]:
+    """Why the CRD schema would refuse ``document``: defaults first, then schema, then CEL."""
+    defaulted = apply_defaults(SCHEMA, document)
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in VALIDATOR.iter_errors(defaulted)
+    ]
+    return problems or _cel_problems(SCHEMA, defaulted, "")
+
+
+def library_problems(document: dict[str, Any], base_dir: Path) -> list[str]:
+    """Why ``faasopt validate`` would refuse it (spec.py, then the plan that reads the data)."""
+    try:
+        plan_job(TrainingJob.from_dict(document, base_dir=base_dir))
+    except SpecError as exc:
+        return [str(p) for p in exc.problems]
+    except DataError as exc:
+        return [str(exc)]
+    return []
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    (tmp_path / "bad.svm").write_text("+1 1:0.5 3:1\n-1 2:x\n")
+    (tmp_path / "ok.svm").write_text("".join(f"{(-1) ** i:+d} 1:0.5 3:{i}\n" for i in range(8)))
+    return tmp_path
+
+
+def test_checked_in_crd_is_the_generated_one():
+    assert CRD_FILE.read_text() == render_crd(), (
+        "crds/trainingjob.yaml is stale; regenerate it: .venv/bin/faasopt crd > crds/trainingjob.yaml"
+    )
+
+
+def test_faasopt_crd_prints_it_on_stdout():
+    result = CliRunner().invoke(app, ["crd"])
+    assert result.exit_code == 0
+    assert result.stdout == CRD_FILE.read_text()
+
+
+def test_crd_is_valid_against_the_upstream_apiextensions_schema():
+    document = yaml.safe_load(CRD_FILE.read_text())
+    assert kubernetes_validate.validate(document, K8S_VERSION, strict=True) == K8S_VERSION
+
+
+def test_names_scope_status_and_printer_columns():
+    spec = build_crd()["spec"]
+    assert build_crd()["metadata"]["name"] == "trainingjobs.faasopt.dev"
+    assert (spec["group"], spec["scope"]) == ("faasopt.dev", "Namespaced")
+    assert spec["names"] == {
+        "kind": "TrainingJob",
+        "listKind": "TrainingJobList",
+        "plural": "trainingjobs",
+        "singular": "trainingjob",
+        "shortNames": ["tj"],
+    }
+    (version,) = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert list(columns) == [
+        "Phase",
+        "Iteration",
+        "Objective",
+        "Primal",
+        "Dual",
+        "Workers",
+        "Cost",
+        "Age",
+    ]
+    assert columns["Primal"] == ".status.primalResidual"
+    assert columns["Age"] == ".metadata.creationTimestamp"
+    status = SCHEMA["properties"]["status"]["properties"]
+    for column in version["additionalPrinterColumns"][:-1]:  # each points at a status field
+        assert column["jsonPath"].removeprefix(".status.") in status
+
+
+def _structural_violations(schema: dict[str, Any], path: str, in_junctor: bool) -> list[str]:
+    """Kubernetes' structural schema rules (docs: "Specifying a structural schema")."""
+    problems = []
+    if in_junctor:
+        banned = {"type", "default", "description", "nullable", "additionalProperties"}
+        problems += [f"{path}: {key} inside oneOf/anyOf/allOf/not" for key in banned & set(schema)]
+    elif "type" not in schema and "x-kubernetes-preserve-unknown-fields" not in schema:
+        problems.append(f"{path}: no type")
+    if "properties" in schema and "additionalProperties" in schema:
+        problems.append(f"{path}: properties and additionalProperties")
+    if "$ref" in schema:
+        problems.append(f"{path}: $ref")
+    for name, child in schema.get("properties", {}).items():
+        problems += _structural_violations(child, f"{path}.{name}", in_junctor)
+    if "items" in schema:
+        problems += _structural_violations(schema["items"], f"{path}[]", in_junctor)
+    for junctor in ("oneOf", "anyOf", "allOf"):
+        for i, option in enumerate(schema.get(junctor, [])):
+            problems += _structural_violations(option, f"{path}.{junctor}[{i}]", True)
+    return problems
+
+
+def test_schema_is_structural_and_keeps_nothing_unknown():
+    assert _structural_violations(SCHEMA, "", False) == []
+    assert "x-kubernetes-preserve-unknown-fields" not in CRD_FILE.read_text()
+
+
+def test_defaults_are_the_same_as_spec_py(data_dir):
+    minimal = merge(BASE_MANIFEST, {"spec": {"workers": None}})
+    from_crd = apply_defaults(SCHEMA, minimal)["spec"]
+    assert from_crd == TrainingJob.from_dict(minimal).to_dict()["spec"]
+    assert from_crd["algorithm"]["admm"]["localSolver"]["relativeImprovement"] == 1e-12
+    assert from_crd["workers"] == {
+        "platform": "local",
+        "count": 4,
+        "timeLimitSeconds": 900,
+        "memoryMB": 512,
+    }
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_admitted_by_the_crd_schema(path):
+    assert admission_problems(yaml.safe_load(path.read_text())) == []
+
+
+@pytest.mark.parametrize("patch", GOOD, ids=[str(g) for g in GOOD])
+def test_good_manifests_pass_both(patch, data_dir):
+    document = merge(BASE_MANIFEST, patch)
+    assert library_problems(document, data_dir) == []
+    assert admission_problems(document) == []
+
+
+@pytest.mark.parametrize(("patch", "expected"), BAD, ids=[e for _, e in BAD])
+def test_bad_manifests_are_refused_by_both(patch, expected, data_dir):
+    document = merge(BASE_MANIFEST, patch)
+    assert any(expected in p for p in library_problems(document, data_dir))
+    if expected in SPEC_ONLY:
+        assert admission_problems(document) == [], SPEC_ONLY[expected]
+    else:
+        assert admission_problems(document) != []
+
+
+def test_spec_only_rows_are_still_in_the_table():
+    assert set(SPEC_ONLY) <= {expected for _, expected in BAD}
+
+
+def test_cel_rules_say_what_spec_py_says():
+    many_blocks = merge(BASE_MANIFEST, {"spec": {"workers": {"count": 4, "blocks": 2}}})
+    remote = merge(
+        BASE_MANIFEST,
+        {"spec": {"problem": {"data": {"synthetic": None, "libsvm": {"uri": "s3://b/k"}}}}},
+    )
+    too_few_rows = merge(
+        BASE_MANIFEST,
+        {"spec": {"problem": {"data": {"synthetic": {"samples": 3}}}, "workers": {"count": 4}}},
+    )
+    assert admission_problems(many_blocks) == [".spec.workers.blocks: blocks must be >= count"]
+    assert admission_problems(remote) == [
+        ".spec.problem.data.libsvm.uri: only local paths are supported in this version"
+    ]
+    assert admission_problems(too_few_rows) == [
+        ".spec.workers: workers.blocks (count when unset) must be <= problem.data.synthetic.samples"
+    ]
+
+
+def _models(model) -> list:
+    """Every pydantic model reachable from ``model``'s fields."""
+    found = [model]
+    for field in model.model_fields.values():
+        for candidate in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            if isinstance(candidate, type) and hasattr(candidate, "model_fields"):
+                found += [m for m in _models(candidate) if m not in found]
+    return found
+
+
+def test_every_spec_py_validator_has_a_crd_counterpart():
+    counterparts = {
+        "Data._exactly_one": ("Data", None),
+        "Libsvm._local_only": ("Libsvm", "uri"),
+        "TrainingJob._cross_field": ("Workers", None),
+    }
+    validators = {
+        f"{model.__name__}.{name}"
+        for model in _models(TrainingJob)
+        for kind in ("model_validators", "field_validators")
+        for name in getattr(model.__pydantic_decorators__, kind)
+        if model.__name__ != "Metadata"  # names are the API server's (SPEC_ONLY)
+    }
+    assert validators == set(counterparts), (
+        "a validator changed in spec.py: mirror it in faasopt.crd.RULES and list it here"
+    )
+    assert set(counterparts.values()) <= set(RULES)
+
+
+def test_status_schema_takes_what_the_operator_writes():
+    status = TrainingJobStatus(
+        phase="Running",
+        conditions=[
+            {
+                "type": "Running",
+                "status": "True",
+                "reason": "WorkersStarted",
+                "message": "4 of 4 workers running",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            }
+        ],
+        iteration=3,
+        objective=1234.5,
+        primal_residual=0.5,
+        dual_residual=0.25,
+        rho=2.0,
+        workers=4,
+        speedup=3.2,
+        cost_dollars=0.01,
+        start_time="2026-01-01T00:00:00Z",
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    document = merge(BASE_MANIFEST, {"status": status})
+    assert admission_problems(document) == []
+    assert admission_problems(merge(document, {"status": {"phase": "Done"}})) != []
+    schema = SCHEMA["properties"]["status"]["properties"]
+    assert schema["phase"]["enum"] == list(PHASES)
+    assert schema["conditions"]["items"]["required"] == ["type", "status"]
+    assert schema["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+    assert schema["startTime"] == {"type": "string", "format": "date-time"}
