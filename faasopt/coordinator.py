@@ -154,8 +154,8 @@ class Coordinator:
         A connected client; the coordinator subscribes and publishes, it does not close it.
     platform : Platform
         Starts and stops workers; its ``exited`` reveals deaths before any deadline.
-    nats_url, nats_token : str
-        What workers connect to.
+    nats_url, nats_token, nats_user : str
+        What workers connect to and with (a token, or a user and its password).
     on_round : callable, optional
         Called with each finished round (progress display, metrics).
     store : CheckpointStore, optional
@@ -171,6 +171,7 @@ class Coordinator:
         platform: Platform,
         nats_url: str,
         nats_token: str | None = None,
+        nats_user: str | None = None,
         on_round: OnRound | None = None,
         settings: CoordinatorSettings | None = None,
         store: CheckpointStore | None = None,
@@ -181,6 +182,7 @@ class Coordinator:
         self.platform = platform
         self.nats_url = nats_url
         self.nats_token = nats_token
+        self.nats_user = nats_user
         self.on_round = on_round
         self.settings = settings or CoordinatorSettings()
         self.subjects = p.Subjects(plan.namespace, plan.name)
@@ -296,6 +298,7 @@ class Coordinator:
             n_blocks=self.plan.n_blocks,
             nats_url=self.nats_url,
             nats_token=self.nats_token,
+            nats_user=self.nats_user,
             data=self.plan.source,
             heartbeat_seconds=self.settings.heartbeat_timeout_seconds / 5,
         )

@@ -37,15 +37,18 @@ async def connect(
     token: str | None = None,
     on_closed: Callable[[], Awaitable[None]] | None = None,
     outage_seconds: float = OUTAGE_SECONDS,
+    user: str | None = None,
 ) -> Client:
     """A connected client that rides out a server outage of up to ``outage_seconds``.
 
     Past that it closes (``on_closed`` is called), and a publish raises ConnectionClosedError.
+    ``token`` is the server's token, or ``user``'s password when a user is given.
     """
+    credentials = {"user": user, "password": token} if user else {"token": token}
     return await nats.connect(
         url,
         name=name,
-        token=token,
+        **credentials,
         error_cb=_on_error,
         closed_cb=on_closed,
         max_reconnect_attempts=max(1, math.ceil(outage_seconds / RECONNECT_WAIT_SECONDS)),

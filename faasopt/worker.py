@@ -54,7 +54,9 @@ class WorkerPayload:
     n_blocks: int
     nats_url: str
     data: dict[str, Any]
-    nats_token: str | None = None
+    nats_token: str | None = field(default=None, repr=False)
+    """The server's token, or the password of ``nats_user``; never printed."""
+    nats_user: str | None = None
     idle_timeout_seconds: float = 300.0
     """Leave when the coordinator says nothing for this long (it is gone)."""
     heartbeat_seconds: float = 2.0
@@ -120,7 +122,11 @@ async def serve(payload: WorkerPayload) -> None:
         inbox.put_nowait((time.perf_counter(), p.Stop("NATS connection closed")))
 
     nc = await connect(
-        payload.nats_url, f"{subjects.key}/{payload.worker}", payload.nats_token, on_closed
+        payload.nats_url,
+        f"{subjects.key}/{payload.worker}",
+        payload.nats_token,
+        on_closed,
+        user=payload.nats_user,
     )
     msg_ids = iter(range(1 << 62))
 

@@ -15,10 +15,12 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from faasopt.errors import PlatformError
+from faasopt.nats_auth import NatsUser
 from faasopt.platforms.processes import die_with_parent, terminate
 
 _READY = "Server is ready"
@@ -59,6 +61,9 @@ class NatsServer:
     jetstream_dir : Path or None
         Turns JetStream on, storing under this folder (it outlives the server: checkpoints
         live there); None: no JetStream.
+    users : sequence of NatsUser
+        When given, only these users may connect, each within its permissions
+        (:func:`faasopt.nats_auth.job_credentials`); none: no auth (loopback only).
     """
 
     def __init__(
@@ -66,10 +71,12 @@ class NatsServer:
         port: int | None = None,
         start_timeout: float = 10.0,
         jetstream_dir: Path | None = None,
+        users: Sequence[NatsUser] = (),
     ) -> None:
         self.port = port or free_port()
         self.start_timeout = start_timeout
         self.jetstream_dir = jetstream_dir
+        self.users = tuple(users)
         self._process: subprocess.Popen | None = None
         self._log: BinaryIO | None = None
 
@@ -89,6 +96,9 @@ class NatsServer:
             text = (
                 f"listen: 127.0.0.1:{self.port}\nmax_payload: {MAX_PAYLOAD}\nmax_pending: 256MB\n"
             )
+            if self.users:
+                users = json.dumps([u.config() for u in self.users])
+                text += f"authorization {{ users: {users} }}\n"
             if self.jetstream_dir is not None:
                 text += f"jetstream {{ store_dir: {json.dumps(str(self.jetstream_dir))} }}\n"
             config.write_text(text)
