@@ -282,7 +282,15 @@ def run_faasopt(
     folder = Path(tempfile.mkdtemp(prefix=f"w{workers}-", dir=scratch))
     manifest = write_manifest(folder, args, workers)
     out = folder / "out"
-    command = [faasopt_executable(), "run", str(manifest), "--out", str(out), "--no-progress"]
+    command = [
+        faasopt_executable(),
+        "run",
+        str(manifest),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-plots",
+    ]  # plots are the report's, not the runtime's cost
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     seconds = time.perf_counter() - started

@@ -32,10 +32,10 @@ from faasopt.errors import (
     PlatformError,
     ProtocolError,
 )
+from faasopt.payload import WorkerPayload
 from faasopt.plan import JobPlan
 from faasopt.platforms.base import Platform
 from faasopt.solvers.admm import Consensus, RoundRecord, Status, final_objective
-from faasopt.worker import WorkerPayload
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job
 from faasopt.platforms.local import LocalPlatform
 from faasopt.platforms.nats_server import NatsServer
+from faasopt.platforms.processes import peak_rss_bytes
 from faasopt.report import build_report, write_report
 from faasopt.spec import TrainingJob
-from faasopt.worker import peak_rss_bytes
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

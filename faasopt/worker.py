@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,46 +27,13 @@ from nats.errors import Error as NatsError
 from faasopt import protocol as p
 from faasopt.data import load_blocks
 from faasopt.nats_client import connect, disconnect
+from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WorkerPayload
+from faasopt.platforms.processes import peak_rss_bytes
 from faasopt.solvers.admm import block_step
 from faasopt.solvers.local import LocalSolverSettings
 from faasopt.solvers.logistic import logistic_loss
 
-PAYLOAD_ENV = "FAASOPT_WORKER_PAYLOAD"
-NATS_TOKEN_ENV = "FAASOPT_NATS_TOKEN"
-"""Where a worker finds its NATS token when the payload carries none (from a Secret)."""
-WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-"""Environment every platform gives its workers. One BLAS thread: workers are the parallelism,
-and scipy's L-BFGS-B makes many tiny BLAS calls that threaded OpenBLAS slows down several times
-(scipy issue 22438). It must be set before the process starts: BLAS reads it when it loads."""
 log = logging.getLogger("faasopt.worker")
-
-
-@dataclass(frozen=True)
-class WorkerPayload:
-    """What a worker is started with: small, JSON, the same on every platform."""
-
-    namespace: str
-    job: str
-    worker: str
-    blocks: tuple[int, ...]
-    n_blocks: int
-    nats_url: str
-    data: dict[str, Any]
-    nats_token: str | None = field(default=None, repr=False)
-    """The server's token, or the password of ``nats_user``; never printed."""
-    nats_user: str | None = None
-    idle_timeout_seconds: float = 300.0
-    """Leave when the coordinator says nothing for this long (it is gone)."""
-    heartbeat_seconds: float = 2.0
-    """Interval of the heartbeats on the job's ``hb`` subject."""
-
-    def to_json(self) -> str:
-        return json.dumps({**self.__dict__, "blocks": list(self.blocks)})
-
-    @classmethod
-    def from_json(cls, text: str) -> WorkerPayload:
-        raw = json.loads(text)
-        return cls(**{**raw, "blocks": tuple(raw["blocks"])})
 
 
 @dataclass
@@ -81,21 +46,6 @@ class _State:
     """The result of the last round, sent again if that round's broadcast comes again."""
     last_sent: float = 0.0
     """When this worker last sent (hello or result): idle time runs from there."""
-
-
-def peak_rss_bytes() -> int:
-    """This process's own peak resident set size, in bytes.
-
-    Linux's VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak into a child.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # the kernel reports kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 async def serve(payload: WorkerPayload) -> None:

@@ -13,11 +13,11 @@ from faasopt import protocol as p
 from faasopt.coordinator import Coordinator
 from faasopt.nats_auth import job_credentials
 from faasopt.nats_client import connect, disconnect
+from faasopt.payload import WorkerPayload
 from faasopt.plan import plan_job
 from faasopt.platforms.local import LocalPlatform
 from faasopt.platforms.nats_server import NatsServer
 from faasopt.spec import TrainingJob
-from faasopt.worker import WorkerPayload
 
 
 def _job(name: str, seed: int) -> TrainingJob:

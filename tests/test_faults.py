@@ -22,11 +22,11 @@ import faasopt
 from faasopt import protocol as p
 from faasopt.coordinator import Coordinator, CoordinatorSettings
 from faasopt.nats_client import connect, disconnect
+from faasopt.payload import PAYLOAD_ENV
 from faasopt.plan import plan_job
 from faasopt.platforms.local import LocalPlatform
 from faasopt.platforms.nats_server import NatsServer
 from faasopt.spec import TrainingJob
-from faasopt.worker import PAYLOAD_ENV
 
 SYN = {"samples": 6000, "features": 150, "density": 0.04, "seed": 9}
 PATCH = {

@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from faasopt.errors import PlatformError
+from faasopt.payload import WorkerPayload
 from faasopt.platforms.local import LocalPlatform
 from faasopt.platforms.nats_server import NatsServer
-from faasopt.worker import WorkerPayload
 
 
 def _payload(name: str, url: str) -> WorkerPayload:

@@ -23,6 +23,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from faasopt.errors import PlatformError
+from faasopt.payload import PAYLOAD_ENV, WORKER_ENV, WorkerPayload
 from faasopt.platforms.pods import (
     GONE,
     NATS_TOKEN_ENV,
@@ -35,7 +36,6 @@ from faasopt.platforms.pods import (
     labels,
     selector,
 )
-from faasopt.worker import PAYLOAD_ENV, WORKER_ENV, WorkerPayload
 
 K8S_VERSION = "1.35"
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from faasopt.worker import WorkerPayload
+from faasopt.payload import WorkerPayload
 
 
 class Platform(Protocol):

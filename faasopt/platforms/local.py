@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from faasopt.errors import PlatformError
+from faasopt.payload import PAYLOAD_ENV, WORKER_ENV, WorkerPayload
 from faasopt.platforms.processes import die_with_parent, terminate
-from faasopt.worker import PAYLOAD_ENV, WORKER_ENV, WorkerPayload
 
 
 class LocalPlatform:

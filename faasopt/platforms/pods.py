@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from kubernetes.client.exceptions import ApiException
 
 from faasopt.errors import PlatformError
+from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WORKER_ENV, WorkerPayload
 from faasopt.spec import API_VERSION, KIND
-from faasopt.worker import NATS_TOKEN_ENV, PAYLOAD_ENV, WORKER_ENV, WorkerPayload
 
 NATS_URL_ENV = "FAASOPT_NATS_URL"
 """Where the operator finds the NATS address its workers connect to (set by the chart)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import resource
 import signal
 import subprocess
 import time
@@ -34,3 +35,18 @@ def terminate(processes: Iterable[subprocess.Popen], grace_seconds: float = 5.0)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak resident set size, in bytes.
+
+    Linux's VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak into a child.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # the kernel reports kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
