@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -130,6 +131,10 @@ class Outcome:
     solve_seconds: float
     rho_changes: int
     rejected: dict[str, int] = field(default_factory=dict)
+    speculations: int = 0
+    """Speculative copies started for stragglers (``workers.straggler: speculate``)."""
+    speculation_wins: int = 0
+    """Rounds in which a copy answered before its straggler."""
 
     @property
     def replacements(self) -> int:
@@ -205,6 +210,9 @@ class Coordinator:
         self._slowest_round = 0.0
         self._reconnects = 0
         self._beats: dict[str, float] = {}  # worker -> when its last heartbeat came
+        self._copies: dict[str, str] = {}  # speculative copy -> the straggler it races
+        self.speculations = 0
+        self.speculation_wins = 0
         self.store = store
         self.fingerprint = fingerprint(plan.settings, plan.source, plan.n_blocks)
         self._checkpointed = (0, time.perf_counter())  # (iteration, when)
@@ -285,6 +293,8 @@ class Coordinator:
             solve_seconds=time.perf_counter() - solve_started,
             rho_changes=self.consensus.rho_changes,
             rejected=dict(self.decoder.rejected),
+            speculations=self.speculations,
+            speculation_wins=self.speculation_wins,
         )
 
     # --- the pool -------------------------------------------------------------------------
@@ -308,12 +318,22 @@ class Coordinator:
         self.history.append(record)
         self._starting.add(name)
 
-    def _replace(self, name: str, why: str, phase: str) -> str:
-        """Retire ``name`` and invoke a fresh worker for its blocks; returns the new name."""
+    def _replace(self, name: str, why: str, phase: str) -> str | None:
+        """Retire ``name`` and invoke a fresh worker for its blocks; returns the new name.
+
+        A lost racer of a speculative pair needs no replacement: the other one goes on.
+        """
         old = self.workers.pop(name)
         old.ended = why
         self._starting.discard(name)
         self.platform.retire(name)
+        if name in self._copies:
+            del self._copies[name]
+            return None
+        copy = next((c for c, o in self._copies.items() if o == name), None)
+        if copy is not None:
+            del self._copies[copy]
+            return None
         tries = self._replaced.get(old.blocks, 0) + 1
         if tries > self.settings.max_replacements_per_round:
             raise PlatformError(
@@ -321,10 +341,49 @@ class Coordinator:
                 f"{tries - 1} workers in this phase"
             )
         self._replaced[old.blocks] = tries
-        base = name.split("-r")[0]
-        new = f"{base}-r{sum(w.name.split('-r')[0] == base for w in self.history)}"
+        new = self._fresh_name(name, "r")
         self._invoke(new, old.blocks, replaces=name)
         return new
+
+    def _fresh_name(self, name: str, kind: str) -> str:
+        """``w1`` -> ``w1-r1`` (a replacement) or ``w1-s2`` (a speculative copy), never reused."""
+        base = name.split("-")[0]
+        return f"{base}-{kind}{sum(w.name.split('-')[0] == base for w in self.history)}"
+
+    def _speculate(self, answered: dict[str, float], started: float) -> None:
+        """Start a copy of each straggler's blocks (``workers.straggler: speculate``)."""
+        policy = self.plan.straggler
+        if policy.policy != "speculate" or not answered:
+            return
+        now = time.perf_counter()
+        typical = statistics.median(t - started for t in answered.values())
+        if now - started < max(policy.min_seconds, policy.slowness * typical):
+            return
+        copied = set(self._copies.values())
+        for name in sorted(set(self.workers) - set(answered) - self._starting):
+            if name not in copied and name not in self._copies:
+                copy = self._fresh_name(name, "s")
+                self._invoke(copy, self.workers[name].blocks)
+                self._copies[copy] = name
+                self.speculations += 1
+
+    def _settle_copies(self, name: str, answered: dict[str, float]) -> None:
+        """``name`` answered: its copy (or original) lost the race and leaves the pool."""
+        partner = self._copies.pop(name, None)
+        if partner is None:
+            partner = next((c for c, o in self._copies.items() if o == name), None)
+            if partner is None:
+                return
+            del self._copies[partner]
+            why = "speculative copy: the original answered first"
+        else:
+            self.speculation_wins += 1
+            why = f"straggler: its copy {name} answered first"
+        loser = self.workers.pop(partner)
+        loser.ended = why
+        self._starting.discard(partner)
+        self.platform.retire(partner)
+        answered.setdefault(partner, answered[name])
 
     async def _admit(self, received: float, hello: p.Hello) -> None:
         """A starting worker said hello: hand it its blocks' state and the phase in flight."""
@@ -442,11 +501,12 @@ class Coordinator:
         """
         self._in_flight = in_flight
         self._replaced.clear()
-        answered: set[str] = set()
+        answered: dict[str, float] = {}  # worker -> when its answer came
         since = {name: time.perf_counter() for name in self.workers}
+        started = time.perf_counter()
         asked = dict(since)  # when each worker was last sent what is in flight
         checked = time.perf_counter()
-        while set(self.workers) - answered:
+        while set(self.workers) - set(answered):
             if self.interrupted is not None:
                 raise FaasoptError(f"{phase}: interrupted by signal {self.interrupted}")
             now = time.perf_counter()
@@ -468,6 +528,8 @@ class Coordinator:
                 else:
                     self._replace_the_lost(answered, since, phase, patience)
                     await self._ask_again(in_flight, answered, asked)
+                    if isinstance(in_flight, p.Iterate):
+                        self._speculate(answered, started)
             if msg is None:
                 continue
             name = getattr(msg, "worker", None)
@@ -485,7 +547,7 @@ class Coordinator:
                 await self._admit(received, msg)
                 since[name] = asked[name] = time.perf_counter()
                 if accept is None:
-                    answered.add(name)
+                    answered[name] = received
             elif name in answered:
                 self.decoder.reject("duplicate")
             elif accept is None:
@@ -493,14 +555,15 @@ class Coordinator:
             else:
                 try:
                     if accept(received, msg):
-                        answered.add(name)
+                        answered[name] = received
+                        self._settle_copies(name, answered)
                     else:
                         self.decoder.reject("unexpected")
                 except ProtocolError as exc:
                     self.decoder.reject(exc.reason)
 
     async def _ask_again(
-        self, in_flight: p.Message | None, answered: set[str], asked: dict[str, float]
+        self, in_flight: p.Message | None, answered: dict[str, float], asked: dict[str, float]
     ) -> None:
         """NATS delivers at most once, so a broadcast or an answer can be lost in an outage (ours
         or a worker's). Ask a worker that owes an answer again, directly: at once after our own
@@ -512,13 +575,13 @@ class Coordinator:
         self._reconnects = self.nc.stats.get("reconnects", 0)
         overdue = max(self.settings.resend_seconds, 2.0 * self._slowest_round)
         now = time.perf_counter()
-        for name in sorted(set(self.workers) - answered - self._starting):
+        for name in sorted(set(self.workers) - set(answered) - self._starting):
             if reconnected or now - asked.get(name, now) > overdue:
                 asked[name] = now
                 await self._publish(self.subjects.worker(name), in_flight)
 
     def _replace_the_lost(
-        self, answered: set[str], since: dict[str, float], phase: str, patience: float
+        self, answered: dict[str, float], since: dict[str, float], phase: str, patience: float
     ) -> None:
         """Replace every worker of the pool that exited or has been silent too long.
 
@@ -542,4 +605,5 @@ class Coordinator:
             else:
                 continue
             new = self._replace(name, why, phase)
-            since[new] = now
+            if new is not None:
+                since[new] = now

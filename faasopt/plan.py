@@ -9,7 +9,7 @@ from typing import Any
 from faasopt.data import block_bounds, scan_libsvm
 from faasopt.errors import FieldProblem, SpecError
 from faasopt.solvers.admm import AdmmSettings
-from faasopt.spec import TrainingJob
+from faasopt.spec import Straggler, TrainingJob
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class JobPlan:
     time_limit_seconds: float
     memory_mb: int
     active_deadline_seconds: float | None
+    straggler: Straggler
 
     @property
     def workers(self) -> int:
@@ -92,4 +93,5 @@ def plan_job(job: TrainingJob, workers: int | None = None) -> JobPlan:
         time_limit_seconds=spec.workers.time_limit_seconds,
         memory_mb=spec.workers.memory_mb,
         active_deadline_seconds=float(deadline) if deadline else None,
+        straggler=spec.workers.straggler,
     )

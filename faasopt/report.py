@@ -70,6 +70,10 @@ def build_report(
         "platform": plan.platform,
         "rotations": 0,
         "replacements": outcome.replacements,
+        "stragglers": {
+            "speculated": outcome.speculations,
+            "copiesWon": outcome.speculation_wins,
+        },
         "gradientEvaluations": evaluations,
         "fullGradientEquivalents": evaluations / plan.n_blocks,
         "nonzeros": int(np.count_nonzero(outcome.z)),

@@ -122,6 +122,18 @@ class Algorithm(_Model):
     admm: Admm = Admm()
 
 
+class Straggler(_Model):
+    """What to do about a worker that is alive but much slower than the rest of its round."""
+
+    policy: Literal["none", "speculate"] = Field(
+        "none", description="speculate: start a copy for its blocks; the first answer wins."
+    )
+    slowness: PositiveFloat = Field(
+        3.0, description="Slower than this times the median of the round's answers, in time."
+    )
+    min_seconds: PositiveFloat = Field(1.0, description="Never speculate earlier in a round.")
+
+
 class Workers(_Model):
     """Where and how many workers run. Workers are placement: the math lives in the blocks."""
 
@@ -130,6 +142,7 @@ class Workers(_Model):
     blocks: StrictInt | None = Field(None, ge=1, description="B, data blocks; None means count.")
     time_limit_seconds: PositiveFloat = Field(900, description="A worker's lifetime.")
     memory_mb: StrictInt = Field(512, ge=64, alias="memoryMB", description="Memory per worker.")
+    straggler: Straggler = Straggler()
 
     @property
     def block_count(self) -> int:

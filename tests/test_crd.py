@@ -196,6 +196,7 @@ def test_defaults_are_the_same_as_spec_py(data_dir):
         "count": 4,
         "timeLimitSeconds": 900,
         "memoryMB": 512,
+        "straggler": {"policy": "none", "slowness": 3.0, "minSeconds": 1.0},
     }
 
 

@@ -299,3 +299,37 @@ def test_a_frozen_worker_is_found_by_its_missing_heartbeats(manifest, undisturbe
     assert _objectives(result) == _objectives(undisturbed)
     (ended,) = [c for c in result.report["coldStarts"] if c["ended"]]
     assert ended["worker"] == "w2" and "sent no heartbeat" in ended["ended"]
+
+
+def test_a_straggler_gets_a_speculative_copy_and_the_first_answer_wins(manifest, undisturbed):
+    """A worker paused for 3 s in round 4 (alive, beating, just slow) is raced by a copy."""
+    straggle = {
+        "spec": {
+            **PATCH["spec"],
+            "workers": {"count": 3, "straggler": {"policy": "speculate", "minSeconds": 0.3}},
+        }
+    }
+    settings = CoordinatorSettings(heartbeat_timeout_seconds=60, presumed_dead_seconds=60)
+
+    def pause_w1():
+        w1 = _workers()["w1"]
+        w1.suspend()
+        threading.Timer(3.0, lambda: w1.is_running() and w1.resume()).start()
+
+    result = faasopt.run(
+        manifest(straggle), on_round=_at(4, pause_w1), quiet_workers=True, settings=settings
+    )
+    assert result.converged
+    assert _objectives(result) == _objectives(undisturbed)
+    assert result.report["stragglers"] == {"speculated": 1, "copiesWon": 1}
+    (ended,) = [c for c in result.report["coldStarts"] if c["ended"]]
+    assert ended["worker"] == "w1" and "its copy w1-s1 answered first" in ended["ended"]
+    assert "w1-s1" in result.report["trace"][-1]["perWorker"]
+
+
+def _at(iteration: int, action):
+    def on_round(report):
+        if report.record.iteration == iteration:
+            action()
+
+    return on_round
