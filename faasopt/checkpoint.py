@@ -8,6 +8,7 @@ fingerprint of the problem it belongs to, so a corrupt or foreign checkpoint is 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import struct
@@ -151,3 +152,45 @@ class JetStreamStore:
             return (await (await self._objects()).get(key)).data
         except NotFoundError:
             return None
+
+
+class S3Store:
+    """Checkpoints as objects ``<prefix><key>`` in an S3 bucket (boto3's usual credentials and
+    endpoint: environment, profile or instance role; ``AWS_ENDPOINT_URL`` for S3-compatible
+    stores). boto3 is synchronous, so calls run in a thread."""
+
+    def __init__(self, uri: str, client=None) -> None:
+        if not uri.startswith("s3://") or "/" not in uri[5:].strip("/") + "/":
+            raise ValueError(f"expected s3://bucket/prefix, got {uri!r}")
+        self.bucket, _, self.prefix = uri[5:].partition("/")
+        if client is None:
+            import boto3  # only runs that checkpoint to S3 pay for importing it
+
+            client = boto3.client("s3")
+        self.client = client
+
+    async def save(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(
+            self.client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=data
+        )
+
+    async def load(self, key: str) -> bytes | None:
+        def get() -> bytes | None:
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)[
+                    "Body"
+                ].read()
+            except self.client.exceptions.NoSuchKey:
+                return None
+
+        return await asyncio.to_thread(get)
+
+
+def open_store(uri: str | None, nc) -> CheckpointStore | None:
+    """The store a run checkpoints to: ``s3://bucket/prefix``, ``jetstream`` (the job's NATS
+    server), or None for no checkpoints."""
+    if uri is None:
+        return None
+    if uri == "jetstream":
+        return JetStreamStore(nc)
+    return S3Store(uri)

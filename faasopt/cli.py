@@ -86,15 +86,22 @@ def run(
     ] = 0.0,
     plots: Annotated[bool, typer.Option(help="Write PNG plots and report.html into --out.")] = True,
     resume: Annotated[
-        bool, typer.Option(help="Continue from the last checkpoint in --out (same problem).")
+        bool, typer.Option(help="Continue from the last checkpoint (same problem).")
     ] = False,
+    checkpoint_store: Annotated[
+        str | None,
+        typer.Option(
+            help="s3://bucket/prefix for checkpoints (default: JetStream in --out).",
+            envvar="FAASOPT_CHECKPOINT_STORE",
+        ),
+    ] = None,
 ) -> None:
     """Solve a TrainingJob locally: a nats-server, worker processes and a coordinator."""
     from faasopt.runner import run as run_job
 
-    if resume and out is None:
+    if resume and out is None and checkpoint_store is None:
         raise typer.BadParameter(
-            "needs --out: checkpoints live in that folder", param_hint="--resume"
+            "needs --out or --checkpoint-store: where the checkpoints are", param_hint="--resume"
         )
     live = err_console.is_terminal if progress is None else progress
     display = _Progress(live)
@@ -110,6 +117,7 @@ def run(
                 metrics_address=metrics_address,
                 metrics_linger_seconds=metrics_linger,
                 resume=resume,
+                checkpoint_store=checkpoint_store,
             )
     except (SpecError, DataError) as exc:
         raise _bad_input(exc) from None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faasopt import checkpoint
-from faasopt.checkpoint import Checkpoint, CheckpointError, JetStreamStore
+from faasopt.checkpoint import Checkpoint, CheckpointError
 from faasopt.coordinator import Coordinator, CoordinatorSettings, OnRound, RoundReport
 from faasopt.errors import Interrupted
 from faasopt.nats_client import connect, disconnect
@@ -70,6 +70,7 @@ def run(
     metrics_linger_seconds: float = 0.0,
     metrics_registry: CollectorRegistry | None = None,
     resume: bool = False,
+    checkpoint_store: str | None = None,
 ) -> Result:
     """Solve ``job`` locally and return its Result; write it to ``out`` when given.
 
@@ -78,16 +79,19 @@ def run(
     process are stopped on return, on exceptions and on Ctrl-C or SIGTERM, which then raise
     :class:`faasopt.errors.Interrupted` (a KeyboardInterrupt).
 
-    With ``out``, the coordinator checkpoints into a JetStream object store kept in
-    ``out/nats``; ``resume`` continues from the last checkpoint there (same problem required)
-    and reaches the same final iterate as an uninterrupted run.
+    The coordinator checkpoints to ``checkpoint_store`` (``s3://bucket/prefix``) or, with
+    ``out``, to a JetStream object store kept in ``out/nats``; ``resume`` continues from the last
+    checkpoint there (same problem required) and reaches the same final iterate as an
+    uninterrupted run.
 
     Metrics (:mod:`faasopt.metrics`) go to ``metrics_registry`` when given; ``metrics_port``
     serves them on ``metrics_address`` (a fresh registry unless one is given) during the run and
     for ``metrics_linger_seconds`` after it, so that a last scrape sees the final values.
     """
-    if resume and out is None:
-        raise ValueError("resume needs out: checkpoints live in that folder")
+    if checkpoint_store is None and out is not None:
+        checkpoint_store = "jetstream"
+    if resume and checkpoint_store is None:
+        raise ValueError("resume needs out or checkpoint_store: where the checkpoints are")
     plan = plan_job(load(job), workers)
     if on_start is not None:
         on_start(plan)
@@ -98,7 +102,7 @@ def run(
         )
         platform = LocalPlatform(quiet=quiet_workers)
         platform.deploy()
-        jetstream = Path(out) / "nats" if out is not None else None
+        jetstream = Path(out) / "nats" if checkpoint_store == "jetstream" else None
         with NatsServer(jetstream_dir=jetstream) as server:
             try:
                 outcome = asyncio.run(
@@ -109,7 +113,7 @@ def run(
                         on_round,
                         settings,
                         job_metrics,
-                        checkpoints=jetstream is not None,
+                        checkpoint_store=checkpoint_store,
                         resume=resume,
                     )
                 )
@@ -153,11 +157,11 @@ async def _solve(
     on_round,
     settings,
     job_metrics,
-    checkpoints: bool = False,
+    checkpoint_store: str | None = None,
     resume: bool = False,
 ):
     nc = await connect(url, f"{plan.namespace}/{plan.name}/coordinator")
-    store = JetStreamStore(nc) if checkpoints else None
+    store = checkpoint.open_store(checkpoint_store, nc)
     try:
         saved = await _last_checkpoint(store, plan) if resume else None
     except BaseException:
@@ -186,7 +190,7 @@ async def _solve(
     return outcome
 
 
-async def _last_checkpoint(store: JetStreamStore, plan: JobPlan) -> Checkpoint:
+async def _last_checkpoint(store: checkpoint.CheckpointStore, plan: JobPlan) -> Checkpoint:
     """The job's last checkpoint, checked; CheckpointError if there is none or it is unusable."""
     job = f"{plan.namespace}/{plan.name}"
     data = await store.load(checkpoint.key(job))

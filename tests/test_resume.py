@@ -16,7 +16,7 @@ import faasopt
 from faasopt import checkpoint
 from faasopt.cli import app
 from faasopt.nats_client import connect, disconnect
-from faasopt.platforms.nats_server import NatsServer
+from faasopt.platforms.nats_server import NatsServer, free_port
 
 LONG = {
     "spec": {
@@ -29,11 +29,11 @@ LONG = {
 }
 
 
-def _kill_after(path, out, iteration: int) -> None:
+def _kill_after(path, out, iteration: int, *options: str) -> None:
     """Run the CLI with --out, SIGKILL it once it printed round ``iteration``."""
     cli = subprocess.Popen(
         [sys.executable, "-m", "faasopt.cli", "run", str(path), "--out", str(out), "--no-plots",
-         "--no-progress"],
+         "--no-progress", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -118,4 +118,45 @@ def test_resume_without_a_checkpoint_or_without_out(manifest, tmp_path):
     nothing = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path), "--resume"])
     assert nothing.exit_code == 2 and "no checkpoint of default/test" in nothing.output
     no_out = CliRunner().invoke(app, ["run", str(path), "--resume"])
-    assert no_out.exit_code == 2 and "needs --out" in no_out.output
+    assert no_out.exit_code == 2 and "needs --out or --checkpoint-store" in no_out.output
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A real S3 HTTP endpoint on loopback (moto's server) with an empty bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket="checkpoints")
+    try:
+        yield boto3.client("s3")
+    finally:
+        server.stop()
+
+
+def test_checkpoints_in_s3_resume_a_killed_run(manifest, tmp_path, s3):
+    path = manifest(LONG)
+    whole = faasopt.run(path, quiet_workers=True)
+    store = "s3://checkpoints/runs/"
+    _kill_after(path, tmp_path / "first", 25, "--checkpoint-store", store)
+    saved = s3.list_objects_v2(Bucket="checkpoints", Prefix="runs/")["Contents"]
+    assert [o["Key"] for o in saved] == ["runs/default.test"]
+
+    resumed = faasopt.run(path, checkpoint_store=store, resume=True, quiet_workers=True)
+    assert resumed.converged and np.array_equal(resumed.solution, whole.solution)
+    assert resumed.iterations == whole.iterations
+
+    s3.put_object(Bucket="checkpoints", Key="runs/default.test", Body=b"scribbles")
+    refused = CliRunner().invoke(app, ["run", str(path), "--checkpoint-store", store, "--resume"])
+    assert refused.exit_code == 2 and "corrupt" in refused.output
