@@ -18,16 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 from nats.js.errors import NotFoundError
 
-from faasopt.errors import FaasoptError
+from faasopt.errors import CheckpointError
 
 FORMAT = "faasopt.checkpoint.v1"
 _PREFIX = struct.Struct("<8sI")
 _MAGIC = b"FOPTCKP1"
 BUCKET = "faasopt-checkpoints"
-
-
-class CheckpointError(FaasoptError):
-    """A checkpoint cannot be used: corrupt, of another version, job or problem."""
 
 
 @dataclass

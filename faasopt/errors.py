@@ -55,6 +55,10 @@ class PlatformError(FaasoptError):
     """A platform could not start, reach or stop its workers (or the NATS server)."""
 
 
+class CheckpointError(FaasoptError):
+    """A checkpoint cannot be used: corrupt, of another version, job or problem."""
+
+
 class Interrupted(KeyboardInterrupt):
     """The run was stopped by a signal (Ctrl-C, SIGTERM) after its processes were stopped."""
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faasopt import checkpoint
-from faasopt.checkpoint import Checkpoint, CheckpointError
+from faasopt.checkpoint import Checkpoint
 from faasopt.coordinator import Coordinator, CoordinatorSettings, OnRound, RoundReport
-from faasopt.errors import Interrupted
+from faasopt.errors import CheckpointError, Interrupted
 from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job
 from faasopt.platforms.local import LocalPlatform
