@@ -1,0 +1,459 @@
+"""What the Kubernetes operator decides, free of kopf: TrainingJob status, conditions and runs.
+
+``operator/handlers.py`` is a door over this module: it validates with :func:`parse`, calls
+:func:`run_job` or one of the status builders, and hands kopf the status they return. Every
+status built here is checked against :class:`faasopt.crd.TrainingJobStatus` (the CRD's status
+schema) before it leaves, and conditions follow the Kubernetes API conventions: one per type,
+``lastTransitionTime`` moves only when ``status`` changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from faasopt import checkpoint
+from faasopt.checkpoint import Checkpoint, JetStreamStore
+from faasopt.coordinator import Coordinator, CoordinatorSettings, Outcome, RoundReport
+from faasopt.crd import TrainingJobStatus
+from faasopt.errors import PlatformError, SpecError
+from faasopt.nats_client import connect, disconnect
+from faasopt.plan import JobPlan, plan_job
+from faasopt.platforms.base import Platform
+from faasopt.report import build_report
+from faasopt.spec import TrainingJob
+from faasopt.worker import peak_rss_bytes
+
+FINISHED = ("Succeeded", "Failed")
+MUTABLE_SPEC = ("runPolicy",)
+"""Top-level spec fields that may change after a job started (Kubeflow's rule, and ours)."""
+SETTINGS = CoordinatorSettings(checkpoint_every_iterations=1)
+"""The operator checkpoints every round: a suspend or an operator restart loses at most one."""
+
+Event = tuple[str, str, str]
+"""A Kubernetes Event to post: (type Normal|Warning, reason, message)."""
+
+
+def now() -> str:
+    """The current time as Kubernetes writes it (RFC 3339, seconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def checked(status: dict[str, Any]) -> dict[str, Any]:
+    """``status`` unchanged, after checking it against the CRD's status schema."""
+    TrainingJobStatus.model_validate(status)
+    return status
+
+
+def set_condition(
+    conditions: list[dict[str, Any]] | None,
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    """``conditions`` with the one of ``type_`` set (a new list; the others are kept)."""
+    out = [dict(c) for c in conditions or []]
+    old = next((c for c in out if c["type"] == type_), None)
+    new = {"type": type_, "status": status, "reason": reason, "message": message}
+    new["lastTransitionTime"] = (
+        old["lastTransitionTime"] if old and old.get("status") == status else now()
+    )
+    if generation is not None:
+        new["observedGeneration"] = generation
+    if old is None:
+        out.append(new)
+    else:
+        out[out.index(old)] = new
+    return out
+
+
+def parse(body: dict[str, Any]) -> TrainingJob:
+    """The TrainingJob of a Kubernetes object; SpecError names every field at fault.
+
+    Kubernetes' own metadata (uid, labels, managedFields...) and the status are not the spec's.
+    """
+    meta = body.get("metadata", {})
+    document = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace", "default")},
+        "spec": body.get("spec"),
+    }
+    return TrainingJob.from_dict(document, source=f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+def invalid_spec_status(
+    error: SpecError, status: dict[str, Any], generation: int | None
+) -> dict[str, Any]:
+    """Phase Failed with condition Failed/InvalidSpec whose message names every bad field."""
+    message = "; ".join(str(p) for p in error.problems)
+    conditions = set_condition(
+        status.get("conditions"), "Failed", "True", "InvalidSpec", message, generation
+    )
+    return checked({"phase": "Failed", "conditions": conditions, "completionTime": now()})
+
+
+def accept(progress: Progress, job: TrainingJob) -> None:
+    """A valid spec: condition Created; phase Pending (Suspended when created suspended),
+    unless the job's daemon got further already."""
+    progress.condition("Created", "True", "Accepted", "spec is valid")
+    if job.spec.run_policy.suspend:
+        progress.update(suspended_status(progress.desired, progress.generation))
+    elif "phase" not in progress.desired:
+        progress.update({"phase": "Pending"})
+
+
+def suspended_status(status: dict[str, Any], generation: int | None) -> dict[str, Any]:
+    """Suspended: workers retired, state kept in the last checkpoint."""
+    conditions = set_condition(
+        status.get("conditions"),
+        "Suspended",
+        "True",
+        "Suspended",
+        "runPolicy.suspend is true: workers retired, state kept in the checkpoint",
+        generation,
+    )
+    conditions = set_condition(conditions, "Running", "False", "Suspended", "suspended", generation)
+    return checked({"phase": "Suspended", "conditions": conditions, "workers": 0})
+
+
+def suspended(spec: Mapping[str, Any]) -> bool:
+    """``runPolicy.suspend`` of a spec as it stands on the object (valid or not)."""
+    return bool(spec.get("runPolicy", {}).get("suspend", False))
+
+
+def refused_changes(old_spec: dict[str, Any] | None, new_spec: dict[str, Any] | None) -> list[str]:
+    """Dotted paths of spec fields that changed and may not change after start."""
+    old, new = old_spec or {}, new_spec or {}
+    return sorted(
+        f"spec.{key}"
+        for key in set(old) | set(new)
+        if key not in MUTABLE_SPEC and old.get(key) != new.get(key)
+    )
+
+
+def refuse(progress: Progress, fields: list[str], generation: int | None) -> str:
+    """Condition SpecChangeRefused, from ``generation`` (observed, not applied): the running
+    coordinator goes on with its spec. Returns the message, which names the fields."""
+    progress.generation = generation
+    changed = ", ".join(fields)
+    message = f"only spec.runPolicy may change after start; ignored changes to {changed}"
+    progress.condition("SpecChangeRefused", "True", "ImmutableField", message)
+    return message
+
+
+def ttl_expired(job: TrainingJob, status: dict[str, Any], at: datetime | None = None) -> bool:
+    """Finished for ``runPolicy.ttlSecondsAfterFinished`` or longer: time to delete the job."""
+    ttl = job.spec.run_policy.ttl_seconds_after_finished
+    done = status.get("completionTime")
+    if ttl is None or status.get("phase") not in FINISHED or not done:
+        return False
+    finished = datetime.fromisoformat(done.replace("Z", "+00:00"))
+    return ((at or datetime.now(UTC)) - finished).total_seconds() >= ttl
+
+
+@dataclass
+class Progress:
+    """The status a job should have, and what of it the API has not seen yet.
+
+    One writer (the handlers' status timer) takes the changes at most once per second;
+    :func:`run_job` and the handlers only update it.
+    """
+
+    generation: int | None
+    desired: dict[str, Any] = field(default_factory=dict)
+    written: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    replaced: set[str] = field(default_factory=set)
+    """Workers whose replacement was announced."""
+
+    @classmethod
+    def of(cls, status: dict[str, Any], generation: int | None) -> Progress:
+        """Progress that starts from the object's current status."""
+        return cls(generation, copy.deepcopy(dict(status)), copy.deepcopy(dict(status)))
+
+    def update(self, status: dict[str, Any]) -> None:
+        self.desired.update(checked(status))
+
+    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        conditions = self.desired.get("conditions")
+        self.desired["conditions"] = set_condition(
+            conditions, type_, status, reason, message, self.generation
+        )
+
+    def take(self) -> dict[str, Any]:
+        """The fields that changed since the last take (empty: nothing to write)."""
+        changes = {k: v for k, v in self.desired.items() if self.written.get(k) != v}
+        self.written.update(copy.deepcopy(changes))
+        return checked(changes)
+
+    def take_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+
+@dataclass(frozen=True)
+class Nats:
+    """Where coordinators and workers meet; JetStream on, for checkpoints."""
+
+    url: str
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How one run of a job's coordinator ended."""
+
+    report: dict[str, Any] | None
+    """The run's report (report.json's contract); None when no coordinator ran."""
+    reason: str
+    """Converged, MaxIterations, DeadlineExceeded, CoordinatorFailed or Stopped."""
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.reason in ("DeadlineExceeded", "CoordinatorFailed")
+
+
+def deadline_at(job: TrainingJob, status: dict[str, Any]) -> float | None:
+    """Epoch seconds of ``activeDeadlineSeconds`` after the job's startTime (now if unset)."""
+    seconds = job.spec.run_policy.active_deadline_seconds
+    if seconds is None:
+        return None
+    start = status.get("startTime")
+    started = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() if start else None
+    return (started or time.time()) + seconds
+
+
+async def run_job(
+    job: TrainingJob,
+    platform: Platform,
+    nats: Nats,
+    progress: Progress,
+    *,
+    resume: bool,
+    deadline: float | None,
+    stop: Callable[[], Awaitable[Any]],
+    settings: CoordinatorSettings = SETTINGS,
+) -> Finish:
+    """Run ``job``'s coordinator to its end, keeping ``progress`` current; never raises a
+    FaasoptError (a failed run is a Finish that says why).
+
+    ``resume`` continues from the job's last checkpoint when there is one. ``deadline`` (epoch
+    seconds) is activeDeadlineSeconds counted from the job's first start. When ``stop()``
+    returns (suspend, delete) the workers are told to leave and the run ends with reason
+    Stopped; the state of the last round is in the checkpoint.
+    """
+    remaining = None if deadline is None else deadline - time.time()
+    if remaining is not None and remaining <= 0:
+        return Finish(None, "DeadlineExceeded", _deadline_message(job))
+    plan = dataclasses.replace(plan_job(job), active_deadline_seconds=remaining)
+    started = time.perf_counter()
+    nc = await connect(nats.url, f"{plan.namespace}/{plan.name}/operator", nats.token)
+    try:
+        store = JetStreamStore(nc)
+        saved = await _checkpoint(store, plan) if resume else None
+        coordinator = Coordinator(
+            plan,
+            nc,
+            platform,
+            nats.url,
+            nats.token,
+            on_round=lambda report: _observe(progress, report, coordinator),
+            settings=settings,
+            store=store,
+            resume=saved,
+        )
+        _running(progress, plan, saved)
+        platform.deploy()
+        watcher = asyncio.create_task(_interrupt_on(stop, coordinator))
+        try:
+            outcome = await coordinator.run()
+        finally:
+            watcher.cancel()
+            platform.teardown()
+    finally:
+        await disconnect(nc)
+    report = build_report(plan, outcome, time.perf_counter() - started, peak_rss_bytes())
+    finish = _finish(job, outcome, report, coordinator.interrupted is not None, deadline)
+    _finished(progress, finish)
+    return finish
+
+
+async def _interrupt_on(stop: Callable[[], Awaitable[Any]], coordinator: Coordinator) -> None:
+    await stop()
+    coordinator.interrupt(0)
+
+
+async def _checkpoint(store: JetStreamStore, plan: JobPlan) -> Checkpoint | None:
+    """The job's last checkpoint, checked; None when there is none yet."""
+    job = f"{plan.namespace}/{plan.name}"
+    data = await store.load(checkpoint.key(job))
+    if data is None:
+        return None
+    return checkpoint.decode(
+        data, job, checkpoint.fingerprint(plan.settings, plan.source, plan.n_blocks)
+    )
+
+
+def _running(progress: Progress, plan: JobPlan, saved: Checkpoint | None) -> None:
+    where = f" from the checkpoint of iteration {saved.iteration}" if saved else ""
+    message = f"{plan.workers} workers on {plan.n_blocks} blocks{where}"
+    start = progress.desired.get("startTime") or now()
+    progress.update({"phase": "Running", "workers": plan.workers, "startTime": start})
+    progress.condition("Running", "True", "Resumed" if saved else "Started", message)
+    progress.condition("Suspended", "False", "Running", "running")
+    progress.events.append(("Normal", "Resumed" if saved else "Started", message))
+
+
+def _observe(progress: Progress, report: RoundReport, coordinator: Coordinator) -> None:
+    record = report.record
+    compute = sum(t.compute for r in coordinator.rounds for t in r.timings.values())
+    elapsed = max(report.elapsed_seconds, 1e-9)
+    progress.update(
+        {
+            "iteration": len(coordinator.rounds),
+            "objective": record.objective,
+            "primalResidual": record.primal_residual,
+            "dualResidual": record.dual_residual,
+            "rho": record.rho,
+            "workers": len(report.timings),
+            "speedup": compute / elapsed,
+        }
+    )
+    for worker in coordinator.history:
+        if worker.replaces is not None and worker.name not in progress.replaced:
+            progress.replaced.add(worker.name)
+            message = f"worker {worker.replaces} replaced by {worker.name}: {worker.replaces} ended"
+            progress.events.append(("Warning", "WorkerReplaced", message))
+
+
+def _deadline_message(job: TrainingJob) -> str:
+    seconds = job.spec.run_policy.active_deadline_seconds
+    return f"the job ran past runPolicy.activeDeadlineSeconds ({seconds} s)"
+
+
+def _finish(
+    job: TrainingJob,
+    outcome: Outcome,
+    report: dict[str, Any],
+    interrupted: bool,
+    deadline: float | None,
+) -> Finish:
+    if interrupted:
+        return Finish(report, "Stopped", "stopped: workers retired")
+    if outcome.error is not None:
+        if deadline is not None and time.time() >= deadline - 0.5:
+            return Finish(report, "DeadlineExceeded", _deadline_message(job))
+        return Finish(report, "CoordinatorFailed", outcome.error)
+    if report["converged"]:
+        message = f"converged in {report['iterations']} iterations"
+        return Finish(report, "Converged", message)
+    message = (
+        f"stopped after maxIterations ({report['iterations']}) with primal residual "
+        f"{report['primalResidual']:.3g}, dual residual {report['dualResidual']:.3g}"
+    )
+    return Finish(report, "MaxIterations", message)
+
+
+def _finished(progress: Progress, finish: Finish) -> None:
+    """Figures of the report (the same as ``faasopt run``'s); phase only for a final end."""
+    report = finish.report
+    if report is not None and report["iterations"]:
+        figures = {
+            "iteration": report["iterations"],
+            "objective": report["objective"],  # None when the run failed before the end
+            "primalResidual": report["primalResidual"],
+            "dualResidual": report["dualResidual"],
+            "rho": report["rho"],
+            "speedup": report["speedup"],
+        }
+        progress.update({k: v for k, v in figures.items() if v is not None})
+    progress.update({"workers": 0})
+    if finish.reason == "Stopped":
+        return
+    progress.condition("Running", "False", finish.reason, finish.message)
+
+
+def complete(progress: Progress, finish: Finish) -> None:
+    """The job is over: phase Succeeded or Failed, completionTime, the matching condition."""
+    phase = "Failed" if finish.failed else "Succeeded"
+    progress.update({"phase": phase, "completionTime": now()})
+    progress.condition(phase, "True", finish.reason, finish.message)
+    kind = "Warning" if finish.failed else "Normal"
+    progress.events.append((kind, finish.reason, finish.message))
+
+
+def restart(progress: Progress, finish: Finish, restarts: int, limit: int) -> bool:
+    """After a failed run: True (and a Restarting condition) while ``restarts`` < backoffLimit.
+
+    A deadline is final; every other failure of the coordinator counts against the limit.
+    """
+    if finish.reason == "DeadlineExceeded" or restarts >= limit:
+        return False
+    message = f"restart {restarts + 1} of backoffLimit {limit} after: {finish.message}"
+    progress.condition("Restarting", "True", "CoordinatorFailed", message)
+    progress.events.append(("Warning", "Restarting", message))
+    return True
+
+
+def suspend(progress: Progress) -> None:
+    """Workers are gone and the state is in the checkpoint: phase Suspended."""
+    progress.update(suspended_status(progress.desired, progress.generation))
+    progress.events.append(("Normal", "Suspended", "workers retired, state checkpointed"))
+
+
+def pods_platform(job: TrainingJob, uid: str, api: Any, env: Mapping[str, str]) -> Platform:
+    """The platform of a job on a cluster: its workers as Pods owned by the TrainingJob."""
+    from faasopt.platforms.pods import Owner, PodSettings, PodsPlatform
+
+    owner = Owner(job.metadata.namespace, job.metadata.name, uid)
+    workers = job.spec.workers
+    settings = PodSettings.from_env(
+        env, memory_mb=workers.memory_mb, time_limit_seconds=workers.time_limit_seconds
+    )
+    return PodsPlatform(api, owner, settings)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the handlers need from the world; built once at operator start-up."""
+
+    nats: Nats
+    platform_for: Callable[[TrainingJob, str], Platform]
+    """The platform of one job, given the job and the uid of its object."""
+    delete_job: Callable[[str, str], Any]
+    """Delete a TrainingJob object by (namespace, name) (runPolicy.ttlSecondsAfterFinished)."""
+
+    @classmethod
+    def in_cluster(cls, env: Mapping[str, str]) -> Services:
+        """Pods through the cluster's API; NATS from the chart's environment."""
+        from kubernetes import client, config
+
+        from faasopt.crd import GROUP, PLURAL, VERSION
+        from faasopt.platforms.pods import NATS_URL_ENV
+        from faasopt.worker import NATS_TOKEN_ENV
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api = client.ApiClient()
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        if not env.get(NATS_URL_ENV):
+            raise PlatformError(f"{NATS_URL_ENV} is not set: no NATS server for the jobs")
+        return cls(
+            nats=Nats(env[NATS_URL_ENV], env.get(NATS_TOKEN_ENV) or None),
+            platform_for=lambda job, uid: pods_platform(job, uid, core, env),
+            delete_job=lambda namespace, name: custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            ),
+        )

@@ -1,0 +1,379 @@
+"""The operator's handlers, run by kopf for real against a FAKE Kubernetes API (kmock).
+
+Real: kopf, the handlers loaded by path, a nats-server with JetStream, worker processes (the
+local platform stands in for Pods), the coordinator and its checkpoints. Fake: the API server
+(``tests/kube_fake.py``). Every status the operator writes is checked against the CRD's status
+schema and every Event against the upstream Kubernetes schema (strict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kopf
+import kubernetes_validate
+import psutil
+import pytest
+import pytest_asyncio
+from conftest import BASE_MANIFEST, merge
+from kube_fake import NAMESPACE, FakeCluster, fake_cluster, load_handlers
+from kubernetes import client as k8s_client
+
+from faasopt import operator_logic as logic
+from faasopt.crd import GROUP, PLURAL, VERSION, build_crd
+from faasopt.errors import PlatformError
+from faasopt.plan import plan_job
+from faasopt.platforms.local import LocalPlatform
+from faasopt.platforms.nats_server import NatsServer
+from faasopt.runner import run
+from faasopt.spec import TrainingJob
+from faasopt.worker import WorkerPayload
+
+K8S_VERSION = "1.35"
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with unknown fields rejected (the API server prunes them; we want to know)."""
+    out = {k: v for k, v in schema.items() if not k.startswith("x-kubernetes-")}
+    if "properties" in out:
+        out["properties"] = {k: _closed(v) for k, v in out["properties"].items()}
+        out["additionalProperties"] = False
+    if "items" in out:
+        out["items"] = _closed(out["items"])
+    return out
+
+
+STATUS = jsonschema.Draft4Validator(  # OpenAPI 3.0's boolean exclusiveMinimum is draft 4's
+    _closed(build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"])
+)
+PLATFORMS: dict[str, Callable[[], Any]] = {"make": lambda: LocalPlatform(quiet=True)}
+"""How the operator under test makes a job's platform (real local worker processes)."""
+SLOW = {"maxIterations": 100000, "primalTolerance": 1e-300, "dualTolerance": 1e-300}
+"""A job that runs until it is stopped."""
+pytestmark = pytest.mark.timeout(60)
+
+
+def workers_alive() -> list[psutil.Process]:
+    """Worker processes started by this test process."""
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if "faasopt.worker" in " ".join(p.cmdline())
+    ]
+
+
+@pytest.fixture
+def nats(tmp_path: Path):
+    with NatsServer(jetstream_dir=tmp_path / "jetstream") as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def cluster(nats: NatsServer) -> AsyncIterator[FakeCluster]:
+    """The fake API with the operator running against it; no worker may outlive the test."""
+    async with fake_cluster() as fake:
+        api = k8s_client.ApiClient(k8s_client.Configuration(host=fake.url))
+        custom = k8s_client.CustomObjectsApi(api)
+        services = logic.Services(
+            nats=logic.Nats(nats.url),
+            platform_for=lambda job, uid: PLATFORMS["make"](),
+            delete_job=lambda namespace, name: custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            ),
+        )
+        # kopf in a thread of its own, with its own event loop: on exit it waits for every task
+        # of its loop it did not start, and the test's tasks must not be among them.
+        stop = threading.Event()
+        operator = threading.Thread(
+            target=asyncio.run,
+            args=(
+                kopf.operator(
+                    registry=load_handlers(fake.url),
+                    standalone=True,
+                    clusterwide=True,
+                    memo=kopf.Memo(services=services),
+                    stop_flag=stop,
+                ),
+            ),
+            name="kopf",
+        )
+        operator.start()
+        try:
+            yield fake
+        finally:
+            stop.set()
+            await asyncio.to_thread(operator.join, 30)
+            for process in workers_alive():
+                process.kill()
+            api.close()
+    for status in fake.written("status"):
+        STATUS.validate(status)
+        logic.checked(status)
+    for event in fake.written("events"):
+        stored = {"apiVersion": "v1", "kind": "Event", **event}  # kopf leaves these to the URL
+        kubernetes_validate.validate(stored, K8S_VERSION, strict=True)
+
+
+async def until(
+    cluster: FakeCluster, name: str, ok: Callable[[dict[str, Any]], bool], seconds: float = 40
+) -> dict[str, Any]:
+    """The object once ``ok`` holds for it (None when it is gone)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = await cluster.get(name)
+        if ok(body):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} never got there: {body and body.get('status')}")
+
+
+async def posted(cluster: FakeCluster, *reasons: str, seconds: float = 10) -> list[dict[str, Any]]:
+    """The Events of these reasons, once one of each was posted (kopf posts from a queue)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        events = [e for e in cluster.written("events") if e["reason"] in reasons]
+        if {e["reason"] for e in events} == set(reasons):
+            return events
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not all of {reasons} posted: {cluster.written('events')}")
+
+
+def phase(*phases: str) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda body: body is not None and body.get("status", {}).get("phase") in phases
+
+
+def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in body["status"]["conditions"] if c["type"] == type_)
+
+
+def job(patch: dict[str, Any] | None = None, name: str = "job") -> dict[str, Any]:
+    return merge(BASE_MANIFEST, {"metadata": {"name": name}, **(patch or {})})
+
+
+@pytest.mark.asyncio
+async def test_invalid_spec_fails_with_the_field_named(cluster: FakeCluster) -> None:
+    await cluster.apply(job({"spec": {"problem": {"l1": -1.0}}}))
+    body = await until(cluster, "job", phase("Failed"))
+    failed = condition(body, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
+    assert "spec.problem.l1" in failed["message"]
+    assert failed["observedGeneration"] == 1
+    for event in await posted(cluster, "InvalidSpec"):
+        assert "spec.problem.l1" in event["message"] and event["type"] == "Warning"
+    assert not workers_alive()
+
+
+@pytest.mark.asyncio
+async def test_a_job_runs_to_succeeded_with_the_figures_of_a_local_run(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    manifest = job()
+    local = await asyncio.to_thread(run, TrainingJob.from_dict(manifest), quiet_workers=True)
+    await cluster.apply(manifest)
+    body = await until(cluster, "job", phase("Succeeded"))
+    status, report = body["status"], local.report
+    assert status["iteration"] == report["iterations"]
+    for name in ("objective", "primalResidual", "dualResidual", "rho"):
+        assert status[name] == report[name], name
+    assert status["workers"] == 0 and status["speedup"] > 0
+    assert status["startTime"] <= status["completionTime"]
+    succeeded = condition(body, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("True", "Converged")
+    assert condition(body, "Created")["reason"] == "Accepted"
+    await posted(cluster, "Started", "Converged")
+    assert not workers_alive()
+
+
+@pytest.mark.asyncio
+async def test_deleting_a_running_job_leaves_no_worker(cluster: FakeCluster) -> None:
+    slow = {
+        "spec": {
+            "algorithm": {
+                "admm": {"maxIterations": 10000, "primalTolerance": 1e-12, "dualTolerance": 1e-12}
+            }
+        }
+    }
+    await cluster.apply(job(slow))
+    await until(cluster, "job", lambda b: b.get("status", {}).get("iteration", 0) >= 2)
+    assert workers_alive()
+    await cluster.delete("job")
+    await until(cluster, "job", lambda body: body is None)
+    assert not workers_alive()
+
+
+@pytest.mark.asyncio
+async def test_a_job_past_its_deadline_fails_with_deadline_exceeded(cluster: FakeCluster) -> None:
+    slow = {
+        "spec": {
+            "algorithm": {
+                "admm": {"maxIterations": 10000, "primalTolerance": 1e-12, "dualTolerance": 1e-12}
+            },
+            "runPolicy": {"activeDeadlineSeconds": 3, "backoffLimit": 0},
+        }
+    }
+    await cluster.apply(job(slow))
+    body = await until(cluster, "job", phase("Failed"))
+    failed = condition(body, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "DeadlineExceeded")
+    assert "activeDeadlineSeconds" in failed["message"]
+    assert not workers_alive()
+
+
+def iteration(at_least: int) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda body: body is not None and body.get("status", {}).get("iteration", 0) >= at_least
+
+
+@pytest.mark.asyncio
+async def test_suspend_retires_workers_and_resume_goes_on_from_the_checkpoint(
+    cluster: FakeCluster,
+) -> None:
+    await cluster.apply(job({"spec": {"algorithm": {"admm": SLOW}}}))
+    await until(cluster, "job", iteration(3))
+    await cluster.patch_spec("job", {"runPolicy": {"suspend": True}})
+    body = await until(cluster, "job", phase("Suspended"))
+    suspended_at = body["status"]["iteration"]
+    assert condition(body, "Suspended")["status"] == "True"
+    assert body["status"]["workers"] == 0
+    assert not workers_alive()
+    await cluster.patch_spec("job", {"runPolicy": {"suspend": False}})
+    body = await until(
+        cluster, "job", lambda b: phase("Running")(b) and iteration(suspended_at + 2)(b)
+    )
+    running = condition(body, "Running")
+    assert running["reason"] == "Resumed", running
+    resumed_from = int(running["message"].rsplit(" ", 1)[1])
+    assert 1 <= resumed_from <= suspended_at
+    await posted(cluster, "Suspended", "Resumed")
+    await cluster.delete("job")
+    await until(cluster, "job", lambda b: b is None)
+
+
+class _CrashingPlatform(LocalPlatform):
+    """Real worker processes; its first ``crashes`` deployments fail (a coordinator crash)."""
+
+    crashes = 0
+
+    def deploy(self) -> None:
+        if _CrashingPlatform.crashes > 0:
+            _CrashingPlatform.crashes -= 1
+            raise PlatformError("injected: the platform is down")
+
+
+@pytest.mark.asyncio
+async def test_a_crashed_coordinator_restarts_within_backoff_limit(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_CrashingPlatform, "crashes", 1)
+    monkeypatch.setitem(PLATFORMS, "make", lambda: _CrashingPlatform(quiet=True))
+    await cluster.apply(job({"spec": {"runPolicy": {"backoffLimit": 1}}}))
+    body = await until(cluster, "job", phase("Succeeded", "Failed"))
+    assert body["status"]["phase"] == "Succeeded"
+    restarting = condition(body, "Restarting")
+    assert "restart 1 of backoffLimit 1" in restarting["message"]
+    assert "injected" in restarting["message"]
+
+
+@pytest.mark.asyncio
+async def test_a_crashed_coordinator_past_backoff_limit_fails(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_CrashingPlatform, "crashes", 5)
+    monkeypatch.setitem(PLATFORMS, "make", lambda: _CrashingPlatform(quiet=True))
+    await cluster.apply(job({"spec": {"runPolicy": {"backoffLimit": 0}}}))
+    body = await until(cluster, "job", phase("Failed"))
+    failed = condition(body, "Failed")
+    assert (failed["reason"], "injected" in failed["message"]) == ("CoordinatorFailed", True)
+
+
+@pytest.mark.asyncio
+async def test_spec_edits_after_start_are_refused_with_a_condition(cluster: FakeCluster) -> None:
+    await cluster.apply(job({"spec": {"algorithm": {"admm": SLOW}}}))
+    await until(cluster, "job", iteration(1))
+    await cluster.patch_spec("job", {"problem": {"l1": 2.0}})
+    body = await until(
+        cluster,
+        "job",
+        lambda b: any(c["type"] == "SpecChangeRefused" for c in b["status"]["conditions"]),
+    )
+    refused = condition(body, "SpecChangeRefused")
+    assert refused["reason"] == "ImmutableField" and "spec.problem" in refused["message"]
+    assert refused["observedGeneration"] == 2
+    assert body["status"]["phase"] == "Running"
+    await cluster.delete("job")
+    await until(cluster, "job", lambda b: b is None)
+
+
+@pytest.mark.asyncio
+async def test_a_finished_job_is_deleted_after_its_ttl(cluster: FakeCluster) -> None:
+    await cluster.apply(job({"spec": {"runPolicy": {"ttlSecondsAfterFinished": 0}}}))
+    await until(cluster, "job", lambda body: body is None)
+    await posted(cluster, "Converged")
+    assert not workers_alive()
+
+
+# --- the library's decisions, on made-up objects (no kopf) -----------------------------------
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    first = logic.set_condition(None, "Running", "True", "Started", "a", 1)
+    first[0]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    same = logic.set_condition(first, "Running", "True", "Resumed", "b", 2)
+    flipped = logic.set_condition(same, "Running", "False", "Converged", "c", 2)
+    assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
+    assert (same[0]["reason"], same[0]["observedGeneration"]) == ("Resumed", 2)
+    assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z" and len(flipped) == 1
+
+
+def test_only_run_policy_may_change_after_start() -> None:
+    old = job()["spec"]
+    assert logic.refused_changes(old, merge(old, {"runPolicy": {"suspend": True}})) == []
+    edited = merge(old, {"problem": {"l1": 2.0}, "workers": {"count": 1}})
+    assert logic.refused_changes(old, edited) == ["spec.problem", "spec.workers"]
+
+
+def test_ttl_counts_from_completion_and_only_for_finished_jobs() -> None:
+    tj = TrainingJob.from_dict(job({"spec": {"runPolicy": {"ttlSecondsAfterFinished": 60}}}))
+    done = {"phase": "Succeeded", "completionTime": "2026-01-01T00:00:00Z"}
+    at = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    assert logic.ttl_expired(tj, done, at)
+    assert not logic.ttl_expired(tj, done, at - timedelta(seconds=1))
+    assert not logic.ttl_expired(tj, {**done, "phase": "Running"}, at)
+    assert not logic.ttl_expired(TrainingJob.from_dict(job()), done, at)
+
+
+def test_the_deadline_counts_from_the_first_start() -> None:
+    tj = TrainingJob.from_dict(job({"spec": {"runPolicy": {"activeDeadlineSeconds": 30}}}))
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    assert logic.deadline_at(tj, {"startTime": "2026-01-01T00:00:00Z"}) == started.timestamp() + 30
+    assert logic.deadline_at(TrainingJob.from_dict(job()), {}) is None
+
+
+def test_on_a_cluster_the_workers_of_a_job_are_pods_it_owns() -> None:
+    """The operator's platform on a cluster; its Pods checked against the upstream schema."""
+    from test_pods import FakeCoreV1Api
+
+    api, uid = FakeCoreV1Api(), "0d6f3f4e-8a43-4d38-9a7c-1f1d8c5c2f10"
+    tj = TrainingJob.from_dict(job({"spec": {"workers": {"memoryMB": 256}}}))
+    platform = logic.pods_platform(tj, uid, api, {"FAASOPT_WORKER_IMAGE": "faasopt/worker:t"})
+    plan = plan_job(tj)
+    for worker, blocks in plan.assignment.items():
+        platform.invoke(
+            WorkerPayload(
+                NAMESPACE, "job", worker, blocks, plan.n_blocks, "nats://n:4222", plan.source
+            )
+        )
+    pods = list(api.pods.values())
+    assert len(pods) == 2
+    for pod in pods:
+        (owner,) = pod["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("TrainingJob", "job", uid)
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "256Mi"
+    platform.teardown()
+    assert not api.pods
