@@ -26,9 +26,9 @@ from faasopt.errors import PlatformError, SpecError
 from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job
 from faasopt.platforms.base import Platform
+from faasopt.platforms.processes import peak_rss_bytes
 from faasopt.report import build_report
 from faasopt.spec import TrainingJob
-from faasopt.worker import peak_rss_bytes
 
 FINISHED = ("Succeeded", "Failed")
 MUTABLE_SPEC = ("runPolicy",)
@@ -439,8 +439,8 @@ class Services:
         from kubernetes import client, config
 
         from faasopt.crd import GROUP, PLURAL, VERSION
+        from faasopt.payload import NATS_TOKEN_ENV
         from faasopt.platforms.pods import NATS_URL_ENV
-        from faasopt.worker import NATS_TOKEN_ENV
 
         try:
             config.load_incluster_config()
