@@ -392,17 +392,12 @@ class Coordinator:
         record.load_seconds = hello.load_seconds
         self._starting.discard(hello.worker)
         idx = list(record.blocks)
-        local = self.plan.settings.local
         assign = p.Assign(
             worker=record.name,
             blocks=record.blocks,
             rho_u=self.consensus.rho_u,
-            solver=local.method,
-            gradient_tolerance=local.gradient_tolerance,
-            relative_improvement=local.relative_improvement,
-            min_iterations=local.min_iterations,
-            max_iterations=local.max_iterations,
             state=np.stack([self.consensus.x[idx], self.consensus.u[idx]]),
+            **asdict(self.plan.settings.local),
         )
         await self._publish(self.subjects.worker(record.name), assign)
         if self._in_flight is not None:

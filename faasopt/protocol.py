@@ -87,14 +87,15 @@ class Hello:
 
 @dataclass(frozen=True)
 class Assign:
-    """The state of a worker's blocks: x_b and u_b stacked as (2, nb, d), u scaled for rho_u."""
+    """The state of a worker's blocks: x_b and u_b stacked as (2, nb, d), u scaled for rho_u;
+    and its x-step solver, with the fields of ``LocalSolverSettings``."""
 
-    KIND: ClassVar[str] = "assign.v1"
+    KIND: ClassVar[str] = "assign.v2"
     ARRAY: ClassVar[str | None] = "state"
     worker: str
     blocks: tuple[int, ...]
     rho_u: float
-    solver: str
+    method: str
     gradient_tolerance: float
     relative_improvement: float
     min_iterations: int

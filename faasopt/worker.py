@@ -165,11 +165,7 @@ def _take(state: _State, message: p.Assign) -> None:
     state.u = np.array(message.state[1])
     state.rho_u = message.rho_u
     state.settings = LocalSolverSettings(
-        method=message.solver,
-        gradient_tolerance=message.gradient_tolerance,
-        relative_improvement=message.relative_improvement,
-        min_iterations=message.min_iterations,
-        max_iterations=message.max_iterations,
+        **{f.name: getattr(message, f.name) for f in dataclasses.fields(LocalSolverSettings)}
     )
 
 

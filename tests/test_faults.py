@@ -125,18 +125,20 @@ def test_replacement_is_killed_too(manifest, undisturbed):
     assert "w2-r2" in result.report["trace"][-1]["perWorker"]
 
 
-def test_a_hung_worker_is_presumed_dead_and_replaced(manifest, undisturbed):
-    settings = CoordinatorSettings(presumed_dead_seconds=1.5)
-
-    def on_round(report):
-        if report.record.iteration == 2:
-            _kill(["w1"], signal.SIGSTOP)
-
+def _frozen(manifest, worker: str, settings: CoordinatorSettings, undisturbed) -> str:
+    """Freeze ``worker`` (SIGSTOP: alive, silent) after round 2; returns why it was retired."""
+    on_round = _at(2, lambda: _kill([worker], signal.SIGSTOP))
     result = faasopt.run(manifest(PATCH), on_round=on_round, quiet_workers=True, settings=settings)
     assert result.converged
     assert _objectives(result) == _objectives(undisturbed)
     (ended,) = [c for c in result.report["coldStarts"] if c["ended"]]
-    assert ended["worker"] == "w1" and "silent" in ended["ended"]
+    assert ended["worker"] == worker
+    return ended["ended"]
+
+
+def test_a_hung_worker_is_presumed_dead_and_replaced(manifest, undisturbed):
+    settings = CoordinatorSettings(presumed_dead_seconds=1.5)
+    assert "silent" in _frozen(manifest, "w1", settings, undisturbed)
 
 
 class _AlwaysFailingPlatform(LocalPlatform):
@@ -289,16 +291,7 @@ def test_a_server_that_stays_gone_fails_the_job_with_the_reason(manifest):
 def test_a_frozen_worker_is_found_by_its_missing_heartbeats(manifest, undisturbed):
     """Without exit codes (a FaaS platform) and long before any round deadline."""
     settings = CoordinatorSettings(heartbeat_timeout_seconds=1.0, presumed_dead_seconds=600)
-
-    def on_round(report):
-        if report.record.iteration == 2:
-            _kill(["w2"], signal.SIGSTOP)
-
-    result = faasopt.run(manifest(PATCH), on_round=on_round, quiet_workers=True, settings=settings)
-    assert result.converged
-    assert _objectives(result) == _objectives(undisturbed)
-    (ended,) = [c for c in result.report["coldStarts"] if c["ended"]]
-    assert ended["worker"] == "w2" and "sent no heartbeat" in ended["ended"]
+    assert "sent no heartbeat" in _frozen(manifest, "w2", settings, undisturbed)
 
 
 def test_a_straggler_gets_a_speculative_copy_and_the_first_answer_wins(manifest, undisturbed):

@@ -50,14 +50,21 @@ def test_data_does_not_know_the_network_or_the_spec(path):
         assert not name.startswith(("faasopt.spec", "faasopt.protocol", "faasopt.coordinator"))
 
 
-def test_worker_imports_stay_light():
-    """A worker starts fast: no pydantic, yaml, rich or typer on its import path."""
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [
+        (
+            "faasopt.worker",
+            ("pydantic", "yaml", "rich", "typer", "matplotlib", "prometheus_client"),
+        ),
+        ("faasopt.runner", ("matplotlib", "prometheus_client")),  # plots and metrics on demand
+    ],
+)
+def test_start_up_imports_stay_light(modules, heavy):
+    """Workers and the coordinator start fast: nothing they do not use is on their import path."""
     import subprocess
     import sys
 
-    code = (
-        "import sys, faasopt.worker; "
-        "print(','.join(m for m in ('pydantic', 'yaml', 'rich', 'typer') if m in sys.modules))"
-    )
+    code = f"import sys, {modules}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

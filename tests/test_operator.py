@@ -193,13 +193,7 @@ async def test_a_job_runs_to_succeeded_with_the_figures_of_a_local_run(
 
 @pytest.mark.asyncio
 async def test_deleting_a_running_job_leaves_no_worker(cluster: FakeCluster) -> None:
-    slow = {
-        "spec": {
-            "algorithm": {
-                "admm": {"maxIterations": 10000, "primalTolerance": 1e-12, "dualTolerance": 1e-12}
-            }
-        }
-    }
+    slow = {"spec": {"algorithm": {"admm": SLOW}}}
     await cluster.apply(job(slow))
     await until(cluster, "job", lambda b: b.get("status", {}).get("iteration", 0) >= 2)
     assert workers_alive()
@@ -212,9 +206,7 @@ async def test_deleting_a_running_job_leaves_no_worker(cluster: FakeCluster) -> 
 async def test_a_job_past_its_deadline_fails_with_deadline_exceeded(cluster: FakeCluster) -> None:
     slow = {
         "spec": {
-            "algorithm": {
-                "admm": {"maxIterations": 10000, "primalTolerance": 1e-12, "dualTolerance": 1e-12}
-            },
+            "algorithm": {"admm": SLOW},
             "runPolicy": {"activeDeadlineSeconds": 3, "backoffLimit": 0},
         }
     }
