@@ -24,12 +24,14 @@ from faasopt.coordinator import Coordinator, CoordinatorSettings, Outcome, Round
 from faasopt.crd import TrainingJobStatus
 from faasopt.errors import PlatformError, SpecError
 from faasopt.nats_client import connect, disconnect
-from faasopt.plan import JobPlan, plan_job
+from faasopt.plan import JobPlan, plan_job, resolve_platform
 from faasopt.platforms.base import Platform
 from faasopt.platforms.processes import peak_rss_bytes
 from faasopt.report import build_report
 from faasopt.spec import TrainingJob
 
+PLATFORM = "pods"
+"""The platform the operator starts (``auto`` jobs included)."""
 FINISHED = ("Succeeded", "Failed")
 MUTABLE_SPEC = ("runPolicy",)
 """Top-level spec fields that may change after a job started (Kubeflow's rule, and ours)."""
@@ -87,7 +89,13 @@ def parse(body: dict[str, Any]) -> TrainingJob:
         "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace", "default")},
         "spec": body.get("spec"),
     }
-    return TrainingJob.from_dict(document, source=f"{meta.get('namespace')}/{meta.get('name')}")
+    source = f"{meta.get('namespace')}/{meta.get('name')}"
+    job = TrainingJob.from_dict(document, source=source)
+    try:
+        resolve_platform(job, PLATFORM)
+    except SpecError as exc:
+        raise SpecError(exc.problems, source) from None
+    return job
 
 
 def invalid_spec_status(
@@ -255,7 +263,7 @@ async def run_job(
     remaining = None if deadline is None else deadline - time.time()
     if remaining is not None and remaining <= 0:
         return Finish(None, "DeadlineExceeded", _deadline_message(job))
-    plan = dataclasses.replace(plan_job(job), active_deadline_seconds=remaining)
+    plan = dataclasses.replace(plan_job(job, where=PLATFORM), active_deadline_seconds=remaining)
     started = time.perf_counter()
     nc = await connect(nats.url, f"{plan.namespace}/{plan.name}/operator", nats.token)
     try:

@@ -57,13 +57,38 @@ def resolve_source(job: TrainingJob) -> tuple[dict[str, Any], int, int]:
     return source, info.rows, info.features
 
 
-def plan_job(job: TrainingJob, workers: int | None = None) -> JobPlan:
+RUNNERS = {"local": "`faasopt run`", "pods": "the operator on a cluster"}
+"""Which door starts workers of each platform."""
+
+
+def resolve_platform(job: TrainingJob, where: str) -> str:
+    """The platform the job's workers run on when started by ``where`` (local or pods).
+
+    ``auto`` follows the door; a platform the door cannot start is a SpecError naming the field.
+    """
+    asked = job.spec.workers.platform
+    if asked in ("auto", where):
+        return where
+    raise SpecError(
+        [
+            FieldProblem(
+                "spec.workers.platform",
+                f"{asked} workers are started by {RUNNERS[asked]}, not by {RUNNERS[where]}; "
+                "use auto to let the door choose",
+            )
+        ]
+    )
+
+
+def plan_job(job: TrainingJob, workers: int | None = None, where: str = "local") -> JobPlan:
     """Resolve data and placement; raises SpecError or DataError before anything starts.
 
     ``workers`` overrides ``spec.workers.count`` (the CLI's ``--workers``); the number of blocks
-    stays what the manifest says, so the iterates do not change.
+    stays what the manifest says, so the iterates do not change. ``where`` is the door that
+    starts the workers (see :func:`resolve_platform`).
     """
     spec = job.spec
+    platform = resolve_platform(job, where)
     n_blocks = spec.workers.block_count
     count = workers if workers is not None else spec.workers.count
     if count < 1 or count > n_blocks:
@@ -89,7 +114,7 @@ def plan_job(job: TrainingJob, workers: int | None = None) -> JobPlan:
         features=features,
         n_blocks=n_blocks,
         assignment=assign_blocks(n_blocks, count),
-        platform=spec.workers.platform,
+        platform=platform,
         time_limit_seconds=spec.workers.time_limit_seconds,
         memory_mb=spec.workers.memory_mb,
         active_deadline_seconds=float(deadline) if deadline else None,

@@ -137,7 +137,13 @@ class Straggler(_Model):
 class Workers(_Model):
     """Where and how many workers run. Workers are placement: the math lives in the blocks."""
 
-    platform: Literal["local"] = Field("local", description="Only local processes so far.")
+    platform: Literal["auto", "local", "pods"] = Field(
+        "auto",
+        description=(
+            "Where workers run. auto: local processes under `faasopt run`, Pods under the "
+            "operator; local: processes (faasopt run only); pods: plain Pods (the operator only)."
+        ),
+    )
     count: StrictInt = Field(4, ge=1, description="Workers started.")
     blocks: StrictInt | None = Field(None, ge=1, description="B, data blocks; None means count.")
     time_limit_seconds: PositiveFloat = Field(900, description="A worker's lifetime.")

@@ -39,6 +39,7 @@ SPEC_ONLY = {
     "metadata: required field is missing": "the API server: every object needs metadata.name",
     "missing.svm: file not found": "only a reader of the data can know (the operator's validate)",
     "bad.svm:2:": "only a reader of the data can know (the operator's validate)",
+    "spec.workers.platform: pods workers are started by the operator on a cluster, not by `faasopt run`": "nobody: valid on a cluster, only `faasopt run` refuses it",
 }
 GOOD = [
     {},
@@ -192,7 +193,7 @@ def test_defaults_are_the_same_as_spec_py(data_dir):
     assert from_crd == TrainingJob.from_dict(minimal).to_dict()["spec"]
     assert from_crd["algorithm"]["admm"]["localSolver"]["relativeImprovement"] == 1e-12
     assert from_crd["workers"] == {
-        "platform": "local",
+        "platform": "auto",
         "count": 4,
         "timeLimitSeconds": 900,
         "memoryMB": 512,

@@ -171,6 +171,16 @@ async def test_invalid_spec_fails_with_the_field_named(cluster: FakeCluster) -> 
 
 
 @pytest.mark.asyncio
+async def test_a_job_for_local_processes_is_refused_on_a_cluster(cluster: FakeCluster) -> None:
+    await cluster.apply(job({"spec": {"workers": {"platform": "local"}}}))
+    body = await until(cluster, "job", phase("Failed"))
+    failed = condition(body, "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert failed["message"].startswith("spec.workers.platform: local workers are started by")
+    assert not workers_alive()
+
+
+@pytest.mark.asyncio
 async def test_a_job_runs_to_succeeded_with_the_figures_of_a_local_run(
     cluster: FakeCluster, tmp_path: Path
 ) -> None:
