@@ -38,6 +38,8 @@ from faasopt.plan import JobPlan
 from faasopt.report import slowest
 
 LABELS = ("namespace", "job", "platform")
+METRICS_PORT_ENV = "FAASOPT_METRICS_PORT"
+"""The operator serves /metrics of all its jobs on this port when it is set (the chart sets it)."""
 
 ROUND_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 ROUND_SECONDS_BUCKETS += (10.0, 30.0, 60.0, 120.0)
@@ -289,6 +291,24 @@ class JobMetrics:
                 self._rejected_seen[reason] = count
 
 
+class MetricsServer:
+    """``/metrics`` of a registry, served from a thread until :meth:`close`."""
+
+    def __init__(self, registry: CollectorRegistry, port: int, address: str) -> None:
+        try:
+            self._server, self._thread = start_http_server(port, address, registry)
+        except OSError as exc:  # a port in use: said before anything starts
+            where = f"{address}:{port}"
+            raise PlatformError(f"cannot serve /metrics on {where}: {exc.strerror}") from None
+        self.port: int = self._server.server_port
+        """The port served on (the one picked when 0 was asked for)."""
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
 @contextmanager
 def serve(
     registry: CollectorRegistry,
@@ -301,14 +321,9 @@ def serve(
     After a normal exit it goes on serving for ``linger_seconds``, so that a last scrape sees the
     final values; after an exception it stops at once. A port in use is a PlatformError.
     """
+    server = MetricsServer(registry, port, address)
     try:
-        server, thread = start_http_server(port, address, registry)
-    except OSError as exc:  # a port in use: said before anything starts
-        raise PlatformError(f"cannot serve /metrics on {address}:{port}: {exc.strerror}") from None
-    try:
-        yield server.server_port
+        yield server.port
         time.sleep(linger_seconds)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.close()

@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from faasopt import checkpoint
 from faasopt.checkpoint import Checkpoint, JetStreamStore
 from faasopt.coordinator import Coordinator, CoordinatorSettings, Outcome, RoundReport
 from faasopt.crd import TrainingJobStatus
 from faasopt.errors import PlatformError, SpecError
+from faasopt.metrics import JobMetrics
 from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job, resolve_platform
 from faasopt.platforms.base import Platform
@@ -251,6 +254,7 @@ async def run_job(
     deadline: float | None,
     stop: Callable[[], Awaitable[Any]],
     settings: CoordinatorSettings = SETTINGS,
+    registry: CollectorRegistry | None = None,
 ) -> Finish:
     """Run ``job``'s coordinator to its end, keeping ``progress`` current; never raises a
     FaasoptError (a failed run is a Finish that says why).
@@ -258,13 +262,15 @@ async def run_job(
     ``resume`` continues from the job's last checkpoint when there is one. ``deadline`` (epoch
     seconds) is activeDeadlineSeconds counted from the job's first start. When ``stop()``
     returns (suspend, delete) the workers are told to leave and the run ends with reason
-    Stopped; the state of the last round is in the checkpoint.
+    Stopped; the state of the last round is in the checkpoint. The job's metrics go to
+    ``registry`` when given (the operator's, served for all its jobs).
     """
     remaining = None if deadline is None else deadline - time.time()
     if remaining is not None and remaining <= 0:
         return Finish(None, "DeadlineExceeded", _deadline_message(job))
     plan = dataclasses.replace(plan_job(job, where=PLATFORM), active_deadline_seconds=remaining)
     started = time.perf_counter()
+    metrics = JobMetrics(plan, registry) if registry is not None else None
     nc = await connect(nats.url, f"{plan.namespace}/{plan.name}/operator", nats.token)
     try:
         store = JetStreamStore(nc)
@@ -275,7 +281,7 @@ async def run_job(
             platform,
             nats.url,
             nats.token,
-            on_round=lambda report: _observe(progress, report, coordinator),
+            on_round=lambda report: _observe(progress, report, coordinator, metrics),
             settings=settings,
             store=store,
             resume=saved,
@@ -288,8 +294,12 @@ async def run_job(
         finally:
             watcher.cancel()
             platform.teardown()
+            if metrics is not None:
+                metrics.stop()
     finally:
         await disconnect(nc)
+    if metrics is not None:
+        metrics.finish(outcome)
     report = build_report(plan, outcome, time.perf_counter() - started, peak_rss_bytes())
     finish = _finish(job, outcome, report, coordinator.interrupted is not None, deadline)
     _finished(progress, finish)
@@ -322,7 +332,14 @@ def _running(progress: Progress, plan: JobPlan, saved: Checkpoint | None) -> Non
     progress.events.append(("Normal", "Resumed" if saved else "Started", message))
 
 
-def _observe(progress: Progress, report: RoundReport, coordinator: Coordinator) -> None:
+def _observe(
+    progress: Progress,
+    report: RoundReport,
+    coordinator: Coordinator,
+    metrics: JobMetrics | None,
+) -> None:
+    if metrics is not None:
+        metrics.round(report, coordinator.history, coordinator.decoder.rejected)
     record = report.record
     compute = sum(t.compute for r in coordinator.rounds for t in r.timings.values())
     elapsed = max(report.elapsed_seconds, 1e-9)
@@ -440,6 +457,8 @@ class Services:
     """The platform of one job, given the job and the uid of its object."""
     delete_job: Callable[[str, str], Any]
     """Delete a TrainingJob object by (namespace, name) (runPolicy.ttlSecondsAfterFinished)."""
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    """The metrics of all the operator's jobs (:mod:`faasopt.metrics`)."""
 
     @classmethod
     def in_cluster(cls, env: Mapping[str, str]) -> Services:

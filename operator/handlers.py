@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from faasopt import metrics
 from faasopt import operator_logic as logic
 from faasopt.crd import GROUP, PLURAL, VERSION
 from faasopt.errors import FaasoptError, SpecError
@@ -43,6 +44,20 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         except FaasoptError as exc:
             raise kopf.PermanentError(str(exc)) from None
     memo.setdefault("jobs", {})
+    port = os.environ.get(metrics.METRICS_PORT_ENV)
+    if port:  # /metrics of every job this operator runs
+        try:
+            memo.metrics_server = metrics.MetricsServer(
+                memo.services.registry, int(port), "0.0.0.0"
+            )
+        except (ValueError, FaasoptError) as exc:
+            raise kopf.PermanentError(f"{metrics.METRICS_PORT_ENV}={port!r}: {exc}") from None
+
+
+@kopf.on.cleanup()
+def stop_serving(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("metrics_server") is not None:
+        memo.metrics_server.close()
 
 
 def _runnable(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -121,6 +136,7 @@ async def run(
             resume=retry > 0 or bool(status.get("startTime")),
             deadline=logic.deadline_at(job, progress.desired),
             stop=stopped.wait,
+            registry=services.registry,
         )
     except FaasoptError as exc:  # data, checkpoint or platform: counts against backoffLimit
         finish = logic.Finish(None, "CoordinatorFailed", str(exc))

@@ -40,6 +40,17 @@ VARIANTS = {
     "external-nats-no-auth": {"nats": {"enabled": False, "external": {"url": "nats://n:4222"}}},
     "existing-secret": {"nats": {"existingSecret": "my-nats"}},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"r": "p"}}}},
+    "prometheus-rule": {"metrics": {"prometheusRule": {"enabled": True, "labels": {"r": "p"}}}},
+    "dashboard-elsewhere": {
+        "metrics": {
+            "grafanaDashboard": {
+                "namespace": "monitoring",
+                "labels": {"grafana_dashboard": "faasopt"},
+                "annotations": {"grafana_folder": "ML"},
+            }
+        }
+    },
+    "no-dashboard": {"metrics": {"grafanaDashboard": {"enabled": False}}},
     "job-namespaces": {"operator": {"jobNamespaces": ["ml", "research"]}},
     "own-service-account": {"serviceAccount": {"create": False, "name": "ops"}},
     "scheduling": {
@@ -84,6 +95,7 @@ SERVICE_MONITOR = {  # the upstream CRD's schema, for the fields the chart sets
                         "properties": {
                             "port": {"type": "string"},
                             "path": {"type": "string"},
+                            "honorLabels": {"type": "boolean"},
                             "interval": {
                                 "type": "string",
                                 "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
@@ -96,6 +108,52 @@ SERVICE_MONITOR = {  # the upstream CRD's schema, for the fields the chart sets
         },
     },
 }
+
+
+_RULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["expr"],
+    "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+    "properties": {
+        "record": {"type": "string"},
+        "alert": {"type": "string"},
+        "expr": {"type": "string"},
+        "for": {"type": "string", "pattern": r"^(0|(([0-9]+)[ywdhms]+)+)$"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+PROMETHEUS_RULE = {  # the upstream CRD's schema (monitoring.coreos.com_prometheusrules.yaml, 0.84)
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": {"type": "string"},
+                            "rules": {"type": "array", "items": _RULE},
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+MONITORING = {"ServiceMonitor": SERVICE_MONITOR, "PrometheusRule": PROMETHEUS_RULE}
+"""Prometheus Operator kinds: no upstream schema in kubernetes-validate, transcribed above."""
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +179,16 @@ def notes(chart, values: dict[str, Any]) -> str:
     return rendered["faasopt/templates/NOTES.txt"]
 
 
-def one(objects: list[dict[str, Any]], kind: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+def one(
+    objects: list[dict[str, Any]], kind: str, namespace: str = NAMESPACE, suffix: str = ""
+) -> dict[str, Any]:
+    """The one object of ``kind`` in ``namespace`` whose name ends with ``suffix``."""
     (found,) = [
-        o for o in objects if o["kind"] == kind and o["metadata"].get("namespace") == namespace
+        o
+        for o in objects
+        if o["kind"] == kind
+        and o["metadata"].get("namespace") == namespace
+        and o["metadata"]["name"].endswith(suffix)
     ]
     return found
 
@@ -142,8 +207,8 @@ def test_every_rendered_object_is_valid_kubernetes(chart, variant):
     objects = render(chart, VARIANTS[variant])
     assert objects
     for obj in objects:
-        if obj["kind"] == "ServiceMonitor":
-            jsonschema.Draft7Validator(SERVICE_MONITOR).validate(obj)
+        if obj["kind"] in MONITORING:
+            jsonschema.Draft7Validator(MONITORING[obj["kind"]]).validate(obj)
         else:
             assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True) == K8S_VERSION
 
@@ -153,6 +218,7 @@ def test_default_install(chart):
     assert kinds(objects) == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "ConfigMap",
         "ConfigMap",
         "Deployment",
         "Role",
@@ -257,7 +323,7 @@ def test_nats_runs_the_official_image_with_a_generated_token(chart):
         }
     ]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    config = one(objects, "ConfigMap")["data"]["nats.conf"]
+    config = one(objects, "ConfigMap", suffix="-nats")["data"]["nats.conf"]
     assert "authorization {\n  token: $NATS_TOKEN\n}" in config
     assert "max_payload: 8MB" in config
     (service,) = [
@@ -270,7 +336,10 @@ def test_nats_runs_the_official_image_with_a_generated_token(chart):
 
 def test_external_nats(chart):
     objects = render(chart, VARIANTS["external-nats"])
-    assert not {"StatefulSet", "Secret", "ConfigMap"} & set(kinds(objects))
+    assert not {"StatefulSet", "Secret"} & set(kinds(objects))
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"] == [
+        "faasopt-dashboard"
+    ]
     env = operator_env(objects)
     assert env[NATS_URL_ENV] == "nats://nats.infra:4222"
     assert env[NATS_TOKEN_ENV] == {"secretKeyRef": {"name": "tok", "key": NATS_TOKEN_KEY}}
@@ -306,11 +375,35 @@ def test_service_monitor_selects_the_metrics_service(chart):
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "honorLabels": True}
     ]
     assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
     pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_the_prometheus_rule_carries_the_plain_rules_file(chart):
+    assert "PrometheusRule" not in kinds(render(chart, {}))
+    rule = one(render(chart, VARIANTS["prometheus-rule"]), "PrometheusRule")
+    plain = yaml.safe_load((CHART / "files" / "faasopt-rules.yaml").read_text())
+    assert rule["spec"]["groups"] == plain["groups"]
+    assert rule["metadata"]["labels"]["r"] == "p"
+    alerts = [r["alert"] for g in plain["groups"] for r in g["rules"] if "alert" in r]
+    assert {"FaasoptJobStalled", "FaasoptWorkersIdleMoreThanCompute"} <= set(alerts)
+
+
+def test_the_dashboard_ships_as_a_configmap_for_the_grafana_sidecar(chart):
+    dashboard = json.loads((CHART / "files" / "faasopt-dashboard.json").read_text())
+    default = one(render(chart, {}), "ConfigMap", suffix="-dashboard")
+    assert default["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(default["data"]["faasopt-dashboard.json"]) == dashboard
+    moved = one(
+        render(chart, VARIANTS["dashboard-elsewhere"]), "ConfigMap", "monitoring", "-dashboard"
+    )
+    assert moved["metadata"]["labels"]["grafana_dashboard"] == "faasopt"
+    assert moved["metadata"]["annotations"] == {"grafana_folder": "ML"}
+    names = [o["metadata"]["name"] for o in render(chart, VARIANTS["no-dashboard"])]
+    assert "faasopt-dashboard" not in names
 
 
 def test_job_namespaces_get_a_role_and_the_same_token(chart):
@@ -379,7 +472,7 @@ def test_values_schema_is_closed_at_every_level_and_every_value_is_commented():
 
 
 def test_chart_version_and_notes(chart):
-    assert chart.version == "0.1.3"
+    assert chart.version == "0.1.4"
     text = notes(chart, {})
     commands = re.findall(r"^\s+\d\. (kubectl .*)$", text, re.M)
     assert commands == [

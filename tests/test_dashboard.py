@@ -1,4 +1,4 @@
-"""The Grafana dashboard (dashboards/faasopt.json), without a Grafana server: its structure is
+"""The Grafana dashboard (charts/faasopt/files/faasopt-dashboard.json), without a Grafana server: its structure is
 checked, and every panel's PromQL is parsed by promtool and run on the real Prometheus that
 scraped a real run (tests/test_prometheus.py's session fixture)."""
 
@@ -18,7 +18,8 @@ from test_prometheus import needs, scraped_run  # noqa: F401  (the shared sessio
 from faasopt.metrics import SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = json.loads((ROOT / "dashboards" / "faasopt.json").read_text())
+DASHBOARD_FILE = ROOT / "charts" / "faasopt" / "files" / "faasopt-dashboard.json"
+DASHBOARD = json.loads(DASHBOARD_FILE.read_text())
 PANELS = DASHBOARD["panels"]
 TARGETS = [(panel, target) for panel in PANELS for target in panel["targets"]]
 VARIABLES = {v["name"]: v for v in DASHBOARD["templating"]["list"]}

@@ -9,8 +9,10 @@ schema and every Event against the upstream Kubernetes schema (strict).
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +27,12 @@ import pytest_asyncio
 from conftest import BASE_MANIFEST, merge
 from kube_fake import NAMESPACE, FakeCluster, fake_cluster, load_handlers
 from kubernetes import client as k8s_client
+from prometheus_client.parser import text_string_to_metric_families
 
 from faasopt import operator_logic as logic
 from faasopt.crd import GROUP, PLURAL, VERSION, build_crd
 from faasopt.errors import PlatformError
+from faasopt.metrics import METRICS_PORT_ENV
 from faasopt.plan import plan_job
 from faasopt.platforms.local import LocalPlatform
 from faasopt.platforms.nats_server import NatsServer
@@ -180,9 +184,32 @@ async def test_a_job_for_local_processes_is_refused_on_a_cluster(cluster: FakeCl
     assert not workers_alive()
 
 
+@pytest.fixture
+def metrics_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The operator serves /metrics on this port (set as the chart sets it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(METRICS_PORT_ENV, str(port))
+    return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The operator's /metrics, as {series: value} for the job named job in namespace ml."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    labels = {"namespace": NAMESPACE, "job": "job", "platform": "pods"}
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels == labels
+    }
+
+
 @pytest.mark.asyncio
 async def test_a_job_runs_to_succeeded_with_the_figures_of_a_local_run(
-    cluster: FakeCluster, tmp_path: Path
+    metrics_port: int, cluster: FakeCluster, tmp_path: Path
 ) -> None:
     manifest = job()
     local = await asyncio.to_thread(run, TrainingJob.from_dict(manifest), quiet_workers=True)
@@ -199,6 +226,14 @@ async def test_a_job_runs_to_succeeded_with_the_figures_of_a_local_run(
     assert condition(body, "Created")["reason"] == "Accepted"
     await posted(cluster, "Started", "Converged")
     assert not workers_alive()
+    series = await asyncio.to_thread(scrape, metrics_port)
+    assert series["faasopt_job_iterations_total"] == report["iterations"]
+    assert series["faasopt_job_objective"] == report["objective"]
+    assert series["faasopt_job_running"] == 0
+    assert series["faasopt_worker_cold_starts_total"] == len(report["coldStarts"])
+    assert series["faasopt_worker_compute_seconds_count"] == sum(
+        len(entry["perWorker"]) for entry in report["trace"]
+    )
 
 
 @pytest.mark.asyncio

@@ -28,8 +28,8 @@ from faasopt.runner import Result
 from faasopt.spec import TrainingJob
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "prometheus" / "faasopt-rules.yaml"
-RULES_TESTS = ROOT / "prometheus" / "faasopt-rules.test.yaml"
+RULES = ROOT / "charts" / "faasopt" / "files" / "faasopt-rules.yaml"
+RULES_TESTS = RULES.with_name("faasopt-rules.test.yaml")
 
 # The paper's uniform load (FISTA, Kw = 60) makes 100 rounds last about 3 s: a few scrapes.
 SCRAPED_JOB = {
