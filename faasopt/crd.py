@@ -105,6 +105,7 @@ class TrainingJobStatus(_Status):
     workers: int | None = Field(None, ge=0, description="Active workers.")
     speedup: float | None = Field(None, ge=0, description="Worker compute seconds / elapsed.")
     cost_dollars: float | None = Field(None, ge=0, description="Cost so far, in US dollars.")
+    restarts: int | None = Field(None, ge=0, description="Coordinator restarts (backoffLimit).")
     start_time: datetime | None = None
     completion_time: datetime | None = None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ PLATFORM = "pods"
 FINISHED = ("Succeeded", "Failed")
 MUTABLE_SPEC = ("runPolicy",)
 """Top-level spec fields that may change after a job started (Kubeflow's rule, and ours)."""
+STARTED_SPEC = "faasopt.dev/started-spec"
+"""Annotation holding the spec a job was accepted with: the one it runs, whatever edits came
+after (refused edits stay refused across operator restarts)."""
 SETTINGS = CoordinatorSettings(checkpoint_every_iterations=1)
 """The operator checkpoints every round: a suspend or an operator restart loses at most one."""
 
@@ -99,6 +103,26 @@ def parse(body: dict[str, Any]) -> TrainingJob:
     except SpecError as exc:
         raise SpecError(exc.problems, source) from None
     return job
+
+
+def started_spec_annotation(body: Mapping[str, Any]) -> dict[str, str]:
+    """The annotation that records ``body``'s spec as the one its job runs."""
+    return {STARTED_SPEC: json.dumps(body.get("spec"), sort_keys=True, separators=(",", ":"))}
+
+
+def effective(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with the spec it was accepted with, except the fields that may change
+    (runPolicy), which are today's. A body without the annotation is taken as it is."""
+    started = body.get("metadata", {}).get("annotations", {}).get(STARTED_SPEC)
+    if started is None:
+        return dict(body)
+    spec = json.loads(started)
+    current = body.get("spec") or {}
+    for key in MUTABLE_SPEC:
+        spec.pop(key, None)
+        if key in current:
+            spec[key] = current[key]
+    return {**body, "spec": spec}
 
 
 def invalid_spec_status(
@@ -425,6 +449,7 @@ def restart(progress: Progress, finish: Finish, restarts: int, limit: int) -> bo
     if finish.reason == "DeadlineExceeded" or restarts >= limit:
         return False
     message = f"restart {restarts + 1} of backoffLimit {limit} after: {finish.message}"
+    progress.update({"restarts": restarts + 1})
     progress.condition("Restarting", "True", "CoordinatorFailed", message)
     progress.events.append(("Warning", "Restarting", message))
     return True

@@ -80,6 +80,7 @@ def create(
         patch.status.update(logic.invalid_spec_status(exc, dict(status), meta.get("generation")))
         kopf.warn(body, reason="InvalidSpec", message=str(exc))
         raise kopf.PermanentError(f"invalid spec: {exc}") from None
+    patch.metadata.annotations.update(logic.started_spec_annotation(body))
     logic.accept(_progress(memo, meta, status), job)
 
 
@@ -121,7 +122,7 @@ async def run(
 ) -> None:
     """Run the job's coordinator; restart it (from its checkpoint) up to backoffLimit times."""
     try:
-        job = logic.parse(dict(body))
+        job = logic.parse(logic.effective(body))
     except SpecError:
         return  # the create handler reported it
     uid = meta["uid"]
@@ -165,7 +166,7 @@ async def report(
         for kind, reason, message in progress.take_events():
             kopf.event(body, type=kind, reason=reason, message=message)
     try:
-        job = logic.parse(dict(body))
+        job = logic.parse(logic.effective(body))
     except SpecError:
         return
     if logic.ttl_expired(job, dict(status)):
@@ -177,7 +178,7 @@ async def delete(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **_: Any) ->
     """Tear down the job's workers, also mid-run (kopf has stopped its daemon by now)."""
     memo.jobs.pop(meta["uid"], None)
     try:
-        job = logic.parse(dict(body))
+        job = logic.parse(logic.effective(body))
     except SpecError:
         return
     platform = memo.services.platform_for(job, meta["uid"])

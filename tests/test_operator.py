@@ -314,6 +314,7 @@ async def test_a_crashed_coordinator_restarts_within_backoff_limit(
     assert body["status"]["phase"] == "Succeeded"
     restarting = condition(body, "Restarting")
     assert "restart 1 of backoffLimit 1" in restarting["message"]
+    assert body["status"]["restarts"] == 1
     assert "injected" in restarting["message"]
 
 
@@ -343,6 +344,8 @@ async def test_spec_edits_after_start_are_refused_with_a_condition(cluster: Fake
     assert refused["reason"] == "ImmutableField" and "spec.problem" in refused["message"]
     assert refused["observedGeneration"] == 2
     assert body["status"]["phase"] == "Running"
+    # What the job runs, also after an operator restart: the accepted spec, today's runPolicy.
+    assert logic.parse(logic.effective(body)).spec.problem.l1 == 1.0
     await cluster.delete("job")
     await until(cluster, "job", lambda b: b is None)
 
@@ -366,6 +369,16 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
     assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
     assert (same[0]["reason"], same[0]["observedGeneration"]) == ("Resumed", 2)
     assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z" and len(flipped) == 1
+
+
+def test_a_job_runs_the_spec_it_was_accepted_with_and_todays_run_policy() -> None:
+    accepted = job()
+    body = merge(accepted, {"metadata": {"annotations": logic.started_spec_annotation(accepted)}})
+    edited = merge(body, {"spec": {"problem": {"l1": 5.0}, "runPolicy": {"suspend": True}}})
+    spec = logic.effective(edited)["spec"]
+    assert spec["problem"] == accepted["spec"]["problem"]
+    assert spec["runPolicy"] == {"suspend": True}
+    assert logic.effective(accepted) == accepted  # created before the annotation was written
 
 
 def test_only_run_policy_may_change_after_start() -> None:
