@@ -257,7 +257,7 @@ def test_the_fake_has_the_real_core_v1_api_signatures():
 
 def test_deploy_checks_the_nats_secret():
     api = FakeCoreV1Api(secrets=(("ml", "faasopt-nats"),))
-    PodsPlatform(api, OWNER, SETTINGS).deploy()
+    PodsPlatform(api, OWNER, SETTINGS, list_every_seconds=0).deploy()
     assert api.calls == [("read-secret", "ml", "faasopt-nats")]
     with pytest.raises(PlatformError, match="NATS secret ml/faasopt-nats: 404 Not Found"):
         PodsPlatform(FakeCoreV1Api(), OWNER, SETTINGS).deploy()
@@ -268,7 +268,7 @@ def test_deploy_checks_the_nats_secret():
 
 def test_invoke_creates_one_pod_per_worker_and_exited_reports_their_end():
     api = FakeCoreV1Api()
-    platform = PodsPlatform(api, OWNER, SETTINGS)
+    platform = PodsPlatform(api, OWNER, SETTINGS, list_every_seconds=0)
     names = {w: platform.invoke(payload(w)) for w in ("w0", "w1", "w2", "w3")}
     assert names == {
         "w0": "quickstart-w0-00001",
@@ -286,9 +286,23 @@ def test_invoke_creates_one_pod_per_worker_and_exited_reports_their_end():
     assert api.calls[-1] == ("list", "ml", "faasopt.dev/job=quickstart")
 
 
+def test_exited_lists_pods_at_most_once_a_second():
+    api, now = FakeCoreV1Api(), [100.0]
+    platform = PodsPlatform(api, OWNER, SETTINGS, clock=lambda: now[0])
+    name = platform.invoke(payload("w0"))
+    assert platform.exited() == {} and platform.exited() == {}
+    api.end(name, 0)
+    now[0] += 0.9
+    assert platform.exited() == {}  # from the list of a moment ago
+    assert [c[0] for c in api.calls] == ["create", "list"]
+    now[0] += 0.1
+    assert platform.exited() == {"w0": 0}
+    assert [c[0] for c in api.calls] == ["create", "list", "list"]
+
+
 def test_retire_deletes_only_that_workers_pod():
     api = FakeCoreV1Api()
-    platform = PodsPlatform(api, OWNER, SETTINGS)
+    platform = PodsPlatform(api, OWNER, SETTINGS, list_every_seconds=0)
     w0, w1 = platform.invoke(payload("w0")), platform.invoke(payload("w1"))
     platform.retire("w0")
     assert api.calls[-1] == ("delete", "ml", w0)
@@ -304,11 +318,11 @@ def test_retire_deletes_only_that_workers_pod():
 
 def test_teardown_deletes_every_pod_of_the_job_also_from_before_a_restart():
     api = FakeCoreV1Api()
-    before_restart = PodsPlatform(api, OWNER, SETTINGS)
+    before_restart = PodsPlatform(api, OWNER, SETTINGS, list_every_seconds=0)
     before_restart.invoke(payload("w0"))
     other_job = Owner(namespace="ml", name="other", uid="u2")
     PodsPlatform(api, other_job, SETTINGS).invoke(dataclasses.replace(payload("w0"), job="other"))
-    after_restart = PodsPlatform(api, OWNER, SETTINGS)
+    after_restart = PodsPlatform(api, OWNER, SETTINGS, list_every_seconds=0)
     after_restart.invoke(payload("w1"))
     after_restart.teardown()
     assert [name for _, name in api.pods] == ["other-w0-00002"]
@@ -317,7 +331,7 @@ def test_teardown_deletes_every_pod_of_the_job_also_from_before_a_restart():
 
 def test_api_errors_become_platform_errors():
     api = FakeCoreV1Api()
-    platform = PodsPlatform(api, OWNER, SETTINGS)
+    platform = PodsPlatform(api, OWNER, SETTINGS, list_every_seconds=0)
     name = platform.invoke(payload("w0"))
     api.refuse = 403
     with pytest.raises(PlatformError, match="cannot create the pod of worker w1: 403 Forbidden"):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -201,15 +202,30 @@ class PodsPlatform:
         The TrainingJob: its namespace, name and uid.
     settings : PodSettings
         Image, NATS Secret and resources of the worker Pods.
+    list_every_seconds : float
+        :meth:`exited` lists the job's Pods at most this often and answers from the last list
+        in between: the coordinator asks every poll, and the API server need not hear it.
+    clock : Callable[[], float]
+        Seconds, for that interval (tests step it).
     """
 
     name = "pods"
 
-    def __init__(self, api: CoreV1Api, owner: Owner, settings: PodSettings) -> None:
+    def __init__(
+        self,
+        api: CoreV1Api,
+        owner: Owner,
+        settings: PodSettings,
+        list_every_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api, self.owner, self.settings = api, owner, settings
         self.namespace = owner.namespace
+        self.list_every_seconds, self.clock = list_every_seconds, clock
         self._pods: dict[str, str] = {}
         """Worker name -> the name of its current Pod."""
+        self._listed: tuple[float, dict[str, Any]] | None = None
+        """(monotonic time, Pods by name) of the last list."""
 
     def deploy(self) -> None:
         """Check that the NATS Secret exists: a missing one would leave every Pod unstartable."""
@@ -228,6 +244,7 @@ class PodsPlatform:
         body = build_worker_pod_manifest(
             payload, owner=self.owner, **dataclasses.asdict(self.settings)
         )
+        self._listed = None  # a new Pod: the next exited() must not answer from an older list
         try:
             pod = self.api.create_namespaced_pod(self.namespace, body)
         except ApiException as exc:
@@ -239,7 +256,11 @@ class PodsPlatform:
 
     def exited(self) -> dict[str, int]:
         """Workers whose current Pod ended (its container's exit status) or vanished (``GONE``)."""
-        pods = {p.metadata.name: p for p in self._list(selector(self.owner.name))}
+        now = self.clock()
+        if self._listed is None or now - self._listed[0] >= self.list_every_seconds:
+            pods = {p.metadata.name: p for p in self._list(selector(self.owner.name))}
+            self._listed = (now, pods)
+        pods = self._listed[1]
         ended = {}
         for worker, name in self._pods.items():
             pod = pods.get(name)
