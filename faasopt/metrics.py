@@ -11,7 +11,7 @@ ceil(W / 10) per round and say nothing about stragglers).
 Scrape with ``honor_labels: true`` (a ServiceMonitor's ``honorLabels``): the ``job`` label is the
 TrainingJob's, not the scrape job's.
 
-Not exported yet, because nothing measures them: ``faasopt_job_cost_dollars_total`` and
+Not exported yet, because nothing measures them yet: ``faasopt_job_cost_dollars_total`` and
 ``faasopt_job_perf_per_dollar`` (they need the cost model), ``faasopt_worker_rotations_total``,
 ``faasopt_scalein_evictions_total`` and ``faasopt_messages_bytes_total``.
 """
@@ -110,6 +110,11 @@ SPECS: dict[str, Spec] = {
             COLD_START_BUCKETS,
         ),
         Spec("faasopt_worker_cold_starts_total", "counter", "Workers started (cold starts)."),
+        Spec(
+            "faasopt_worker_replacements_total",
+            "counter",
+            "Workers started to take over the blocks of one that died or went silent.",
+        ),
         Spec(
             "faasopt_worker_slowest_round_ratio",
             "histogram",
@@ -217,6 +222,7 @@ class JobMetrics:
         self._rounds = 0
         self._slowest: Tally[str] = Tally()
         self._cold: set[tuple[str, str]] = set()
+        self._replacements: set[str] = set()
         self._rejected_seen: Tally[str] = Tally()
         self._m["faasopt_job_running"].set(1)
         fams.jobs[self.labels] = self
@@ -246,7 +252,7 @@ class JobMetrics:
             self._rounds += 1
             self._slowest.update({name: 0 for name in delays})
             self._slowest.update(slowest(delays))
-        self._count_cold_starts(workers)
+        self._count_workers(workers)
         self._count_rejected(rejected)
 
     def finish(self, outcome: Outcome) -> None:
@@ -255,7 +261,7 @@ class JobMetrics:
             self._m["faasopt_job_objective"].set(outcome.objective)
         with self._lock:
             self._elapsed_seconds = outcome.solve_seconds
-        self._count_cold_starts(outcome.workers)
+        self._count_workers(outcome.workers)
         self._count_rejected(outcome.rejected)
         self.stop()
 
@@ -275,8 +281,12 @@ class JobMetrics:
                 fractions=[n / rounds for n in self._slowest.values()] if rounds else [],
             )
 
-    def _count_cold_starts(self, workers: Iterable[WorkerRecord]) -> None:
+    def _count_workers(self, workers: Iterable[WorkerRecord]) -> None:
+        """Cold starts and replacements not counted yet (each worker once)."""
         for record in workers:
+            if record.replaces is not None and record.name not in self._replacements:
+                self._replacements.add(record.name)
+                self._m["faasopt_worker_replacements_total"].inc()
             key = (record.name, record.invocation)
             if record.cold_start_seconds is not None and key not in self._cold:
                 self._cold.add(key)

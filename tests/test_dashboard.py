@@ -88,6 +88,20 @@ def test_the_seed_figures_have_panels():
     assert stacked["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
 
 
+def test_xy_panels_plot_named_series_against_the_iteration():
+    xy = [p for p in PANELS if p["type"] == "xychart"]
+    assert {p["title"] for p in xy} == {"Objective vs iteration", "Residuals vs iteration"}
+    for panel in xy:
+        legends = {t["legendFormat"] for t in panel["targets"]}
+        assert panel["transformations"] == [
+            {"id": "joinByField", "options": {"byField": "Time", "mode": "outer"}}
+        ]
+        series = panel["options"]["series"]
+        assert {s["x"]["matcher"]["options"] for s in series} == {"iteration"}
+        assert {s["y"]["matcher"]["options"] for s in series} == legends - {"iteration"}
+        assert panel["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]["type"] == "log"
+
+
 def test_promtool_parses_every_query(tmp_path):
     """promtool has no plain PromQL check in Debian's 2.42: each query becomes a recording rule."""
     rules = {

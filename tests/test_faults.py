@@ -17,6 +17,7 @@ import psutil
 import pytest
 import yaml
 from conftest import BASE_MANIFEST, merge
+from prometheus_client import CollectorRegistry
 
 import faasopt
 from faasopt import protocol as p
@@ -70,7 +71,7 @@ def undisturbed(tmp_path_factory):
     return result
 
 
-def _run_with(manifest, kills: dict[int, object]):
+def _run_with(manifest, kills: dict[int, object], **options):
     """Run the job; after round k finishes, call kills[k]() (which kills some workers)."""
 
     def on_round(report):
@@ -78,7 +79,7 @@ def _run_with(manifest, kills: dict[int, object]):
         if action is not None:
             action()
 
-    return faasopt.run(manifest(PATCH), on_round=on_round, quiet_workers=True)
+    return faasopt.run(manifest(PATCH), on_round=on_round, quiet_workers=True, **options)
 
 
 def _same_run(result, undisturbed, replacements: int) -> None:
@@ -92,8 +93,14 @@ def _same_run(result, undisturbed, replacements: int) -> None:
 
 
 def test_worker_killed_between_rounds(manifest, undisturbed):
-    result = _run_with(manifest, {2: lambda: _kill(["w1"])})
+    registry = CollectorRegistry()
+    result = _run_with(manifest, {2: lambda: _kill(["w1"])}, metrics_registry=registry)
     _same_run(result, undisturbed, 1)
+    counted = {
+        sample.name: sample.value for family in registry.collect() for sample in family.samples
+    }
+    assert counted["faasopt_worker_replacements_total"] == 1
+    assert counted["faasopt_worker_cold_starts_total"] == 4
     starts = {c["worker"]: c for c in result.report["coldStarts"]}
     assert starts["w1-r1"]["replaces"] == "w1" and starts["w1-r1"]["seconds"] > 0
     assert set(result.report["trace"][-1]["perWorker"]) == {"w0", "w1-r1", "w2"}
