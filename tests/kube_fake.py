@@ -9,8 +9,12 @@ and tests validate what the operator writes against the CRD and the upstream sch
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import itertools
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +31,7 @@ from faasopt.crd import GROUP, PLURAL, VERSION
 HANDLERS = Path(__file__).resolve().parent.parent / "operator" / "handlers.py"
 NAMESPACE = "ml"
 TRAININGJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
+PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
 
 class FakeCluster:
@@ -129,3 +134,67 @@ def load_handlers(url: str) -> kopf.OperatorRegistry:
         return kopf.ConnectionInfo(server=url, insecure=True, default_namespace=NAMESPACE)
 
     return registry
+
+
+class FakeKubelet:
+    """A FAKE kubelet: runs the worker Pods created in the fake API as local processes.
+
+    Each new Pod becomes ``python -m faasopt.worker`` with the Pod's environment (plain values
+    only: the Pods under test carry no Secret). A Pod deleted from the API has its process
+    killed; a process that ends has its Pod's phase and exit status written back, as a kubelet
+    would. It schedules nothing, enforces no resources and pulls no image.
+    """
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.reported: set[str] = set()
+        self.started: list[dict[str, Any]] = []
+        """Every Pod body it started, as the API held it."""
+
+    async def run(self) -> None:
+        """Follow the Pods of the namespace until cancelled; then kill what it started."""
+        try:
+            while True:
+                await self._sync()
+                await asyncio.sleep(0.1)
+        finally:
+            for process in self.processes.values():
+                process.kill()
+                process.wait()
+
+    async def _sync(self) -> None:
+        async with self.cluster.server.client.get(PODS) as response:
+            pods = {p["metadata"]["name"]: p for p in (await response.json())["items"]}
+        for name, pod in pods.items():
+            if name not in self.processes:
+                self.started.append(pod)
+                (container,) = pod["spec"]["containers"]
+                env = {e["name"]: e["value"] for e in container.get("env", [])}
+                self.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", "faasopt.worker"],
+                    env={**os.environ, **env},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+        for name, process in self.processes.items():
+            if name not in pods and process.poll() is None:
+                process.kill()  # the Pod object is gone: so is its container
+            elif name in pods and process.poll() is not None and name not in self.reported:
+                self.reported.add(name)
+                await self._ended(name, process.returncode)
+
+    async def _ended(self, name: str, code: int) -> None:
+        status = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": [{"name": "worker", "state": {"terminated": {"exitCode": code}}}],
+        }
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with self.cluster.server.client.patch(
+            f"{PODS}/{name}", json={"status": status}, headers=headers
+        ) as response:
+            response.raise_for_status()
+
+    def alive(self) -> list[str]:
+        """Pods whose process still runs."""
+        return [name for name, p in self.processes.items() if p.poll() is None]

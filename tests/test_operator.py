@@ -9,6 +9,7 @@ schema and every Event against the upstream Kubernetes schema (strict).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ import psutil
 import pytest
 import pytest_asyncio
 from conftest import BASE_MANIFEST, merge
-from kube_fake import NAMESPACE, FakeCluster, fake_cluster, load_handlers
+from kube_fake import NAMESPACE, PODS, FakeCluster, FakeKubelet, fake_cluster, load_handlers
 from kubernetes import client as k8s_client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,7 +58,9 @@ def _closed(schema: dict[str, Any]) -> dict[str, Any]:
 STATUS = jsonschema.Draft4Validator(  # OpenAPI 3.0's boolean exclusiveMinimum is draft 4's
     _closed(build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"])
 )
-PLATFORMS: dict[str, Callable[[], Any]] = {"make": lambda: LocalPlatform(quiet=True)}
+PLATFORMS: dict[str, Callable[[TrainingJob, str], Any]] = {
+    "make": lambda job, uid: LocalPlatform(quiet=True)
+}
 """How the operator under test makes a job's platform (real local worker processes)."""
 SLOW = {"maxIterations": 100000, "primalTolerance": 1e-300, "dualTolerance": 1e-300}
 """A job that runs until it is stopped."""
@@ -87,7 +90,7 @@ async def cluster(nats: NatsServer) -> AsyncIterator[FakeCluster]:
         custom = k8s_client.CustomObjectsApi(api)
         services = logic.Services(
             nats=logic.Nats(nats.url),
-            platform_for=lambda job, uid: PLATFORMS["make"](),
+            platform_for=lambda job, uid: PLATFORMS["make"](job, uid),
             delete_job=lambda namespace, name: custom.delete_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name
             ),
@@ -236,6 +239,54 @@ async def test_a_job_runs_to_succeeded_with_the_figures_of_a_local_run(
     )
 
 
+async def pod_names(cluster: FakeCluster) -> list[str]:
+    async with cluster.server.client.get(PODS) as response:
+        return [p["metadata"]["name"] for p in (await response.json())["items"]]
+
+
+@pytest.mark.asyncio
+async def test_on_pods_a_job_runs_through_the_api_and_leaves_no_pod(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production Pods platform, through the fake API, with a FAKE kubelet running them."""
+    api = k8s_client.ApiClient(k8s_client.Configuration(host=cluster.url))
+    core = k8s_client.CoreV1Api(api)
+    env = {"FAASOPT_WORKER_IMAGE": "faasopt/worker:test"}
+    monkeypatch.setitem(
+        PLATFORMS, "make", lambda job, uid: logic.pods_platform(job, uid, core, env)
+    )
+    kubelet = FakeKubelet(cluster)
+    following = asyncio.create_task(kubelet.run())
+    try:
+        manifest = job()
+        local = await asyncio.to_thread(run, TrainingJob.from_dict(manifest), quiet_workers=True)
+        await cluster.apply(manifest)
+        body = await until(cluster, "job", phase("Succeeded"))
+        assert body["status"]["objective"] == local.report["objective"]
+        assert len(kubelet.started) == 2  # one Pod per worker
+        for pod in kubelet.started:
+            assert kubernetes_validate.validate(pod, K8S_VERSION, strict=True) == K8S_VERSION
+            (owner,) = pod["metadata"]["ownerReferences"]
+            assert (owner["name"], owner["uid"]) == ("job", body["metadata"]["uid"])
+        assert await pod_names(cluster) == []
+
+        await cluster.apply(job({"spec": {"algorithm": {"admm": SLOW}}}, name="slow"))
+        await until(cluster, "slow", iteration(2))
+        assert len(await pod_names(cluster)) == 2
+        await cluster.delete("slow")
+        await until(cluster, "slow", lambda b: b is None)
+        assert await pod_names(cluster) == []
+        deadline = time.monotonic() + 5
+        while kubelet.alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert kubelet.alive() == []
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        api.close()
+
+
 @pytest.mark.asyncio
 async def test_deleting_a_running_job_leaves_no_worker(cluster: FakeCluster) -> None:
     slow = {"spec": {"algorithm": {"admm": SLOW}}}
@@ -308,7 +359,7 @@ async def test_a_crashed_coordinator_restarts_within_backoff_limit(
     cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_CrashingPlatform, "crashes", 1)
-    monkeypatch.setitem(PLATFORMS, "make", lambda: _CrashingPlatform(quiet=True))
+    monkeypatch.setitem(PLATFORMS, "make", lambda *_: _CrashingPlatform(quiet=True))
     await cluster.apply(job({"spec": {"runPolicy": {"backoffLimit": 1}}}))
     body = await until(cluster, "job", phase("Succeeded", "Failed"))
     assert body["status"]["phase"] == "Succeeded"
@@ -323,7 +374,7 @@ async def test_a_crashed_coordinator_past_backoff_limit_fails(
     cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_CrashingPlatform, "crashes", 5)
-    monkeypatch.setitem(PLATFORMS, "make", lambda: _CrashingPlatform(quiet=True))
+    monkeypatch.setitem(PLATFORMS, "make", lambda *_: _CrashingPlatform(quiet=True))
     await cluster.apply(job({"spec": {"runPolicy": {"backoffLimit": 0}}}))
     body = await until(cluster, "job", phase("Failed"))
     failed = condition(body, "Failed")
