@@ -48,8 +48,16 @@ class _State:
     """When this worker last sent (hello or result): idle time runs from there."""
 
 
-async def serve(payload: WorkerPayload) -> None:
-    """Run the worker until the coordinator finishes or stops it, or goes silent."""
+async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -> None:
+    """Run the worker until the coordinator finishes or stops it, or goes silent.
+
+    ``deadline_seconds`` is how long this invocation may still run: the platform's limit (Lambda's
+    remaining time, Knative's ``timeoutSeconds``, OpenFaaS's ``exec_timeout``) less the time to
+    leave; None: no limit. At the deadline the worker leaves cleanly, so the platform never has to
+    kill it; leaving earlier, at a round boundary, is rotation (issue #5, item 1).
+    """
+    now = asyncio.get_running_loop().time()
+    leave_at = None if deadline_seconds is None else now + deadline_seconds
     started = time.perf_counter()
     blocks = load_blocks(payload.data, payload.blocks, payload.n_blocks)
     load_seconds = time.perf_counter() - started
@@ -96,7 +104,12 @@ async def serve(payload: WorkerPayload) -> None:
         await send(p.Hello(payload.worker, payload.blocks, os.getpid(), load_seconds))
         beats = asyncio.create_task(_beat(nc, subjects, payload))
         try:
-            await _loop(payload, blocks, inbox, send, hello_sent=time.perf_counter())
+            async with asyncio.timeout_at(leave_at) as window:
+                await _loop(payload, blocks, inbox, send, hello_sent=time.perf_counter())
+        except TimeoutError:
+            if not window.expired():
+                raise
+            log.info("deadline of this invocation reached; leaving")
         finally:
             beats.cancel()
     finally:
