@@ -39,11 +39,13 @@ RULES: dict[tuple[str, str | None], dict[str, Any]] = {
     ("Data", None): {  # Data._exactly_one
         "oneOf": [{"required": ["synthetic"]}, {"required": ["libsvm"]}],
     },
-    ("Libsvm", "uri"): {  # Libsvm._local_only
+    ("Libsvm", "uri"): {  # Libsvm._supported_uri
         "x-kubernetes-validations": [
             {
-                "rule": "!self.contains('://') || self.startsWith('file://')",
-                "message": "only local paths are supported in this version",
+                "rule": "!self.contains('://') || self.startsWith('file://')"
+                " || self.matches('^s3://[^/]+/.+$') || self.matches('^https?://[^/@]+(/.*)?$')",
+                "message": "must be a path, s3://bucket/key or http(s)://host/path without "
+                "user:password@",
             }
         ]
     },

@@ -44,17 +44,24 @@ def assign_blocks(n_blocks: int, n_workers: int) -> dict[str, tuple[int, ...]]:
 
 
 def resolve_source(job: TrainingJob) -> tuple[dict[str, Any], int, int]:
-    """The wire form of the job's data source, with (rows, features); reads a LIBSVM file once."""
+    """The wire form of the job's data source, with (rows, features).
+
+    A LIBSVM file (local, ``s3://`` or ``http(s)://``) is read once, whole, here: validated,
+    checked against ``libsvm.sha256`` when given, and indexed for the job's blocks, so that each
+    worker reads only its blocks' byte ranges (`faasopt.data.libsvm`).
+    """
     data = job.spec.problem.data
     if data.synthetic is not None:
         s = data.synthetic
         source = {"synthetic": s.model_dump()}
         return source, s.samples, s.features
-    uri = data.libsvm.uri.removeprefix("file://")
-    path = Path(uri) if Path(uri).is_absolute() else job.base_dir / uri
-    info = scan_libsvm(path, data.libsvm.features)
-    source = {"libsvm": {"path": str(path), "rows": info.rows, "features": info.features}}
-    return source, info.rows, info.features
+    libsvm = data.libsvm
+    uri = libsvm.uri.removeprefix("file://")
+    if "://" not in uri and not Path(uri).is_absolute():
+        uri = str(job.base_dir / uri)
+    info = scan_libsvm(uri, libsvm.features, libsvm.sha256)
+    blocks = min(job.spec.workers.block_count, info.rows)  # plan_job refuses more, naming the field
+    return {"libsvm": info.index(blocks).to_wire()}, info.rows, info.features
 
 
 RUNNERS = {"local": "`faasopt run`", "pods": "the operator on a cluster"}

@@ -57,19 +57,40 @@ class Synthetic(_Model):
 
 
 class Libsvm(_Model):
-    """A LIBSVM/svmlight text file, cut into contiguous row blocks."""
+    """A LIBSVM/svmlight text file, cut into contiguous row blocks; workers read only theirs."""
 
-    uri: str = Field(min_length=1, description="A path, relative to the manifest's folder.")
+    uri: str = Field(
+        min_length=1,
+        description=(
+            "A path (relative to the manifest's folder), s3://bucket/key (credentials, region "
+            "and endpoint from the standard AWS configuration) or http(s)://host/path."
+        ),
+    )
     features: StrictInt | None = Field(
         None, gt=0, description="d; inferred from the file when None."
+    )
+    sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="SHA-256 of the file (hex); checked when the job is planned.",
     )
 
     @field_validator("uri")
     @classmethod
-    def _local_only(cls, uri: str) -> str:
-        scheme = uri.split("://", 1)[0] if "://" in uri else ""
-        if scheme not in ("", "file"):
-            raise ValueError(f"only local paths are supported in this version, got {uri!r}")
+    def _supported_uri(cls, uri: str) -> str:
+        scheme, sep, rest = uri.partition("://")
+        host = rest.split("/", 1)[0]
+        if not sep or scheme == "file":
+            return uri
+        if scheme == "s3" and (not host or not rest[len(host) + 1 :]):
+            raise ValueError(f"must be s3://bucket/key, got {uri!r}")
+        if scheme in ("http", "https") and (not host or "@" in host):
+            raise ValueError(
+                "must be http(s)://host/path without user:password@ (credentials never go in "
+                f"the manifest), got {uri.replace(host, host.rpartition('@')[2])!r}"
+            )
+        if scheme not in ("s3", "http", "https"):
+            raise ValueError(f"must be a path, s3://bucket/key or http(s)://host/path, got {uri!r}")
         return uri
 
 

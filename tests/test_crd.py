@@ -229,18 +229,23 @@ def test_spec_only_rows_are_still_in_the_table():
 
 def test_cel_rules_say_what_spec_py_says():
     many_blocks = merge(BASE_MANIFEST, {"spec": {"workers": {"count": 4, "blocks": 2}}})
-    remote = merge(
-        BASE_MANIFEST,
-        {"spec": {"problem": {"data": {"synthetic": None, "libsvm": {"uri": "s3://b/k"}}}}},
-    )
+
+    def uri(value: str) -> dict[str, Any]:
+        patch = {"spec": {"problem": {"data": {"synthetic": None, "libsvm": {"uri": value}}}}}
+        return merge(BASE_MANIFEST, patch)
+
     too_few_rows = merge(
         BASE_MANIFEST,
         {"spec": {"problem": {"data": {"synthetic": {"samples": 3}}}, "workers": {"count": 4}}},
     )
     assert admission_problems(many_blocks) == [".spec.workers.blocks: blocks must be >= count"]
-    assert admission_problems(remote) == [
-        ".spec.problem.data.libsvm.uri: only local paths are supported in this version"
-    ]
+    for good in ("a/b.svm", "file:///d/b.svm", "s3://b/k/x.svm", "https://h/f?s=1", "http://h:8/f"):
+        assert admission_problems(uri(good)) == [], good
+    for bad in ("ftp://h/f", "s3://b", "s3://b/", "https://u:p@h/f", "http://"):
+        assert admission_problems(uri(bad)) == [
+            ".spec.problem.data.libsvm.uri: must be a path, s3://bucket/key or "
+            "http(s)://host/path without user:password@"
+        ], bad
     assert admission_problems(too_few_rows) == [
         ".spec.workers: workers.blocks (count when unset) must be <= problem.data.synthetic.samples"
     ]
@@ -259,7 +264,7 @@ def _models(model) -> list:
 def test_every_spec_py_validator_has_a_crd_counterpart():
     counterparts = {
         "Data._exactly_one": ("Data", None),
-        "Libsvm._local_only": ("Libsvm", "uri"),
+        "Libsvm._supported_uri": ("Libsvm", "uri"),
         "TrainingJob._cross_field": ("Workers", None),
     }
     validators = {

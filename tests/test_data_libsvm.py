@@ -1,7 +1,11 @@
-"""The LIBSVM reader: values against scikit-learn, blocks, one located error per malformation."""
+"""The LIBSVM reader: values against scikit-learn, blocks, one located error per malformation,
+and a worker's read of a local file: only its block's bytes, of the version the planner indexed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ from sklearn.datasets import dump_svmlight_file, load_svmlight_file
 
 import faasopt.data.libsvm as libsvm_module
 from faasopt.data import (
-    LibsvmInfo,
+    LibsvmIndex,
     block_bounds,
     load_blocks,
     read_libsvm_block,
@@ -30,10 +34,16 @@ def write(tmp_path: Path, text: str, name: str = "data.svm") -> Path:
 def read_all(
     path: Path, blocks: int, features: int | None = None
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    info = scan_libsvm(path, features)
-    parts = [read_libsvm_block(path, info.features, info.rows, b, blocks) for b in range(blocks)]
+    index = scan_libsvm(path, features).index(blocks)
+    parts = [read_libsvm_block(index, b) for b in range(blocks)]
     assert [p.index for p in parts] == list(range(blocks))
     return sp.vstack([p.A for p in parts]).tocsr(), np.concatenate([p.y for p in parts])
+
+
+def whole_file_index(path: Path, rows: int, features: int) -> LibsvmIndex:
+    """An index of the whole file as one block, made by hand (scan_libsvm refuses bad files)."""
+    size, mtime = path.stat().st_size, str(path.stat().st_mtime_ns)
+    return LibsvmIndex(str(path), rows, features, size, mtime, "", (0, size), (1,))
 
 
 @pytest.fixture
@@ -57,7 +67,9 @@ def test_round_trip_matches_scikit_learn(
 ) -> None:
     path, A, y = random_file
     info = scan_libsvm(path)
-    assert info == LibsvmInfo(path=str(path), rows=257, features=A.indices.max() + 1)
+    assert (info.uri, info.rows, info.features) == (str(path), 257, A.indices.max() + 1)
+    assert info.size == path.stat().st_size
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     X, labels = load_svmlight_file(str(path), zero_based=False, n_features=info.features)
     ours, ours_y = read_all(path, blocks=1)
     assert ours.shape == X.shape and ours.dtype == np.float64
@@ -77,9 +89,10 @@ def test_blocks_concatenate_to_the_whole(
     path, _, _ = random_file
     whole, whole_y = read_all(path, blocks=1)
     info = scan_libsvm(path)
+    index = info.index(blocks)
     bounds = block_bounds(info.rows, blocks)
     for b in range(blocks):
-        block = read_libsvm_block(path, info.features, info.rows, b, blocks)
+        block = read_libsvm_block(index, b)
         assert block.A.shape == (bounds[b + 1] - bounds[b], info.features)
         assert (whole[bounds[b] : bounds[b + 1]] != block.A).nnz == 0
         np.testing.assert_array_equal(block.y, whole_y[bounds[b] : bounds[b + 1]])
@@ -107,7 +120,12 @@ def test_comments_blank_lines_labels_and_chunking(
     expected_y = [1.0, -1.0, -1.0, 1.0, -1.0]
     for chunk in (8192, 2, 1):  # rows are validated in chunks; the chunk size must not matter
         monkeypatch.setattr(libsvm_module, "_CHUNK_ROWS", chunk)
-        assert scan_libsvm(path) == LibsvmInfo(path=str(path), rows=5, features=4)
+        info = scan_libsvm(path)
+        assert (info.rows, info.features) == (5, 4)
+        firsts = (b"+1 1", b"0 2", b"-1\n", b"1.0 ", b"-1.0")
+        starts = tuple(TEXT.encode().index(first) for first in firsts)  # each row's first byte
+        assert info.index(5).offsets == (*starts, len(TEXT))
+        assert info.index(5).lines == (2, 4, 6, 7, 8)
         for blocks in (1, 2, 5):
             A, y = read_all(path, blocks)
             np.testing.assert_array_equal(A.toarray(), expected)
@@ -118,8 +136,9 @@ def test_inferred_and_given_features(tmp_path: Path) -> None:
     path = write(tmp_path, TEXT)
     assert scan_libsvm(path).features == 4
     assert scan_libsvm(path, features=4).features == 4
-    assert scan_libsvm(str(path), features=9) == LibsvmInfo(path=str(path), rows=5, features=9)
-    block = read_libsvm_block(path, 9, 5, 1, 2)
+    info = scan_libsvm(str(path), features=9)
+    assert (info.uri, info.rows, info.features) == (str(path), 5, 9)
+    block = read_libsvm_block(info.index(2), 1)
     assert block.A.shape == (2, 9)
     with pytest.raises(DataError) as err:
         scan_libsvm(path, features=3)
@@ -166,7 +185,7 @@ def test_malformed_lines_raise_located_errors(
     # reading the whole file as one block finds the same error
     rows = sum(1 for x in text.splitlines() if x.strip() and not x.lstrip().startswith("#"))
     with pytest.raises(DataError) as err2:
-        read_libsvm_block(path, 10, rows, 0, 1)
+        read_libsvm_block(whole_file_index(path, rows, 10), 0)
     assert (err2.value.line, str(err2.value)) == (line, str(err.value))
 
 
@@ -181,16 +200,20 @@ def test_error_line_after_many_rows(tmp_path: Path) -> None:
 
 def test_a_block_parses_only_its_rows(tmp_path: Path) -> None:
     path = write(tmp_path, "1 1:1\n-1 bad\n1 2:2\n-1 3:3\n")
-    # block 0 of 2 is rows 0-1 (the bad line); block 1 is rows 2-3 and never parses line 2
-    block = read_libsvm_block(path, 3, 4, 1, 2)
+    # block 0 of 2 is rows 0-1 (the bad line, bytes 0-12); block 1 is rows 2-3 (bytes 13-26)
+    # and never parses line 2
+    size, mtime = path.stat().st_size, str(path.stat().st_mtime_ns)
+    index = LibsvmIndex(str(path), 4, 3, size, mtime, "", (0, 13, size), (1, 3))
+    block = read_libsvm_block(index, 1)
     np.testing.assert_array_equal(block.A.toarray(), [[0, 2, 0], [0, 0, 3]])
     np.testing.assert_array_equal(block.y, [1.0, -1.0])
+    assert block.fetched_bytes == 1 + size - 13  # its bytes and the line end before them
     with pytest.raises(DataError) as err:
-        read_libsvm_block(path, 3, 4, 0, 2)
+        read_libsvm_block(index, 0)
     assert err.value.line == 2
     # and an index beyond `features` in a block is caught there too
     with pytest.raises(DataError) as err:
-        read_libsvm_block(path, 2, 4, 1, 2)
+        read_libsvm_block(LibsvmIndex(**{**index.to_wire(), "features": 2}), 1)
     assert err.value.line == 4
 
 
@@ -207,35 +230,97 @@ def test_file_without_features_needs_features(tmp_path: Path) -> None:
     path = write(tmp_path, "1\n-1\n")
     with pytest.raises(DataError, match="to infer features"):
         scan_libsvm(path)
-    assert scan_libsvm(path, features=3).rows == 2
-    assert read_libsvm_block(path, 3, 2, 0, 1).A.nnz == 0
+    info = scan_libsvm(path, features=3)
+    assert info.rows == 2
+    assert read_libsvm_block(info.index(1), 0).A.nnz == 0
 
 
-def test_missing_file_and_short_file(tmp_path: Path) -> None:
+def test_missing_file_and_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nope.svm"
     with pytest.raises(DataError) as err:
         scan_libsvm(missing)
     assert str(err.value) == f"{missing}: file not found"
-    with pytest.raises(DataError, match="file not found"):
-        read_libsvm_block(missing, 3, 4, 0, 2)
     with pytest.raises(DataError, match="cannot read"):
         scan_libsvm(tmp_path)  # a directory
     path = write(tmp_path, "1 1:1\n-1 2:1\n1 3:1\n")
-    with pytest.raises(DataError, match="expected 4 data rows, the file has 3"):
-        read_libsvm_block(path, 3, 4, 1, 2)
-    with pytest.raises(DataError, match="expected more than 4 data rows, the file has 3"):
-        read_libsvm_block(path, 3, 8, 1, 2)
+    index = scan_libsvm(path).index(2)
+    path.unlink()
+    with pytest.raises(DataError) as err:
+        read_libsvm_block(index, 1)
+    assert str(err.value) == f"{path}: file not found"
+
+
+def test_each_block_reads_only_its_bytes(
+    random_file: tuple[Path, sp.csr_matrix, np.ndarray],
+) -> None:
+    path, _, _ = random_file
+    index = scan_libsvm(path).index(4)
+    assert index.offsets[0] == 0 and index.offsets[-1] == path.stat().st_size
+    for b in range(4):
+        share = index.offsets[b + 1] - index.offsets[b]
+        assert read_libsvm_block(index, b).fetched_bytes == share + (b > 0)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda text: text.replace(b"1:", b"2:", 1),  # same size, another mtime
+        lambda text: text + b"1 1:1\n",  # appended
+        lambda text: b"1 1:1\n" + text,  # rows shifted
+    ],
+    ids=["rewritten", "appended", "shifted"],
+)
+def test_a_changed_file_is_detected(tmp_path: Path, change) -> None:
+    path = write(tmp_path, "".join(f"{(-1) ** i} 1:{i} 2:1\n" for i in range(10)))
+    index = scan_libsvm(path).index(2)
+    scanned = path.stat().st_mtime_ns
+    path.write_bytes(change(path.read_bytes()))
+    later = scanned + 60 * 10**9  # a minute later (mtime ticks are milliseconds coarse)
+    os.utime(path, ns=(later, later))
+    with pytest.raises(DataError) as err:
+        read_libsvm_block(index, 1)
+    assert "changed since it was indexed" in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda text: b"#" + text[1:], "expected 5 whole data rows in bytes 0-"),
+        (lambda text: b"1 1:1\n" + text[:-6], "does not start a line"),
+    ],
+    ids=["row-commented", "rows-shifted"],
+)
+def test_a_change_the_version_tag_misses_is_caught_by_the_rows(
+    tmp_path: Path, change, message: str
+) -> None:
+    """As from a server that gives no ETag: same size, same tag, other rows."""
+    path = write(tmp_path, "".join(f"{(-1) ** i} 1:{i} 2:1\n" for i in range(10)))
+    index = scan_libsvm(path).index(2)
+    path.write_bytes(change(path.read_bytes()))
+    index = LibsvmIndex(**{**index.to_wire(), "etag": str(path.stat().st_mtime_ns)})
+    with pytest.raises(DataError, match=message):
+        read_libsvm_block(index, 0 if "0-" in message else 1)
+
+
+def test_sha256_is_checked_when_given(tmp_path: Path) -> None:
+    path = write(tmp_path, TEXT)
+    digest = hashlib.sha256(TEXT.encode()).hexdigest()
+    assert scan_libsvm(path, sha256=digest.upper()).sha256 == digest
+    with pytest.raises(DataError) as err:
+        scan_libsvm(path, sha256="0" * 64)
+    assert str(err.value) == f"{path}: expected SHA-256 {'0' * 64}, the file has {digest}"
 
 
 def test_libsvm_source(tmp_path: Path) -> None:
     path = write(tmp_path, TEXT)
-    info = scan_libsvm(path)
-    source = {"libsvm": {"path": str(path), "rows": info.rows, "features": info.features}}
+    source = json.loads(json.dumps({"libsvm": scan_libsvm(path).index(3).to_wire()}))
     assert source_shape(source) == (5, 4)
     blocks = load_blocks(source, [2, 0], 3)
     assert [b.index for b in blocks] == [2, 0]
     np.testing.assert_array_equal(blocks[0].A.toarray(), [[0, 0, 0, 7.25]])
     np.testing.assert_array_equal(blocks[1].y, [1.0, -1.0])
+    with pytest.raises(DataError, match="indexed for 3 blocks, not 2"):
+        load_blocks(source, [0], 2)
 
 
 @pytest.mark.parametrize(

@@ -144,12 +144,13 @@ def test_active_deadline_ends_the_run_as_failed(manifest):
             "algorithm": {
                 "admm": {"maxIterations": 10**6, "primalTolerance": 1e-30, "dualTolerance": 1e-30}
             },
-            "runPolicy": {"activeDeadlineSeconds": 2},
+            # Long enough for the workers to start on a loaded machine, then to run some rounds.
+            "runPolicy": {"activeDeadlineSeconds": 8},
         }
     }
     result = faasopt.run(manifest(patch), quiet_workers=True)
     assert result.report["status"] == "failed" and not result.converged
-    assert "exceeded its active deadline of 2 s" in result.report["error"]
+    assert "exceeded its active deadline of 8 s" in result.report["error"]
     assert result.iterations > 0  # it ran, then the deadline stopped it
 
 

@@ -101,7 +101,7 @@ BAD = [
     ({"apiVersion": "v1"}, "apiVersion: must be one of 'faasopt.dev/v1alpha1'"),
     ({"metadata": {"name": "Bad_Name"}}, "metadata.name: must be a DNS-1123 label"),
     ({"metadata": None}, "metadata: required field is missing"),
-    ({"spec": {"problem": {"data": {"libsvm": {"uri": "s3://b/k"}, "synthetic": None}}}}, "s3://b/k"),
+    ({"spec": {"problem": {"data": {"libsvm": {"uri": "ftp://h/f"}, "synthetic": None}}}}, "spec.problem.data.libsvm.uri: must be a path, s3://bucket/key or http(s)://host/path, got 'ftp://h/f'"),
     (
         {"spec": {"problem": {"data": {"libsvm": {"uri": "missing.svm"}, "synthetic": None}}}},
         "missing.svm: file not found",

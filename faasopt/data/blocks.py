@@ -24,6 +24,8 @@ class Block:
     index: int
     A: sp.csr_matrix
     y: np.ndarray
+    fetched_bytes: int = 0
+    """Bytes read from the data's store to load this block (0 for generated data)."""
 
     def __post_init__(self) -> None:
         if not sp.issparse(self.A) or self.A.format != "csr":

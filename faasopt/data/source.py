@@ -1,23 +1,25 @@
 """The data source a worker's payload carries: a plain, JSON-able dict naming one kind of data.
 
 ``{"synthetic": {"samples": N, "features": d, "density": p, "seed": s}}`` (seed 001, Section III) or
-``{"libsvm": {"path": "/abs/file.svm", "rows": N, "features": d}}`` (rows and features from
-`scan_libsvm`). A worker rebuilds its blocks from it alone, so any worker can take any block.
+``{"libsvm": {"uri": ..., "rows": N, "features": d, "size": ..., "etag": ..., "sha256": ...,
+"offsets": [...], "lines": [...]}}`` (a `LibsvmIndex`: the planner's `scan_libsvm` of the file, for
+B blocks). A worker rebuilds its blocks from it alone, so any worker can take any block.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 from faasopt.data.blocks import Block
-from faasopt.data.libsvm import read_libsvm_block
+from faasopt.data.libsvm import LibsvmIndex, read_libsvm_block
 from faasopt.data.synthetic import synthetic_blocks
 from faasopt.errors import DataError
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     "synthetic": ("samples", "features", "density", "seed"),
-    "libsvm": ("path", "rows", "features"),
+    "libsvm": tuple(f.name for f in fields(LibsvmIndex)),
 }
 
 
@@ -61,7 +63,7 @@ def load_blocks(source: Mapping[str, Any], block_ids: Sequence[int], blocks: int
             block_ids,
             blocks,
         )
-    return [
-        read_libsvm_block(params["path"], params["features"], params["rows"], b, blocks)
-        for b in block_ids
-    ]
+    index = LibsvmIndex.from_wire(params)
+    if index.blocks != blocks:
+        raise DataError(f"the data source is indexed for {index.blocks} blocks, not {blocks}")
+    return [read_libsvm_block(index, b) for b in block_ids]
