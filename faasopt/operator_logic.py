@@ -311,13 +311,15 @@ async def run_job(
             resume=saved,
         )
         _running(progress, plan, saved)
-        platform.deploy()
+        # Platform calls block (HTTP to the API server, waits for a Knative Service to be
+        # ready): in a thread, so that the operator's other jobs go on meanwhile.
+        await asyncio.to_thread(platform.deploy)
         watcher = asyncio.create_task(_interrupt_on(stop, coordinator))
         try:
             outcome = await coordinator.run()
         finally:
             watcher.cancel()
-            platform.teardown()
+            await asyncio.to_thread(platform.teardown)
             if metrics is not None:
                 metrics.stop()
     finally:
