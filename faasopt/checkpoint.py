@@ -1,7 +1,8 @@
 """Coordinator checkpoints: versioned, checked, never pickled, in a NATS JetStream object store.
 
-A checkpoint holds what the coordinator needs to go on exactly where it was: the round, the
-penalty, z, every block's (x_b, u_b) and the trace so far. It is a JSON header plus raw float64
+A checkpoint holds what the coordinator needs to go on exactly where it was: the round, z, every
+block's (x_b, u_b), the penalties, the x-step tolerances, the penalty rule's memory and the trace
+so far. It is a JSON header plus raw float64
 arrays (as on the wire), with a SHA-256 of the arrays in the header, and it names its job and the
 fingerprint of the problem it belongs to, so a corrupt or foreign checkpoint is refused.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import struct
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -19,11 +21,17 @@ import numpy as np
 from nats.js.errors import NotFoundError
 
 from faasopt.errors import CheckpointError
+from faasopt.solvers.admm import ConsensusState
+from faasopt.solvers.penalty import SpectralMemory
 
-FORMAT = "faasopt.checkpoint.v1"
+FORMAT = "faasopt.checkpoint.v2"
 _PREFIX = struct.Struct("<8sI")
 _MAGIC = b"FOPTCKP1"
 BUCKET = "faasopt-checkpoints"
+_ARRAYS = ("z", "z_u", "x", "u", "rho", "rho_u", "tolerance")
+"""The arrays of a ConsensusState, in the order they are stored."""
+_SPECTRAL = ("x", "grad", "z", "lam")
+"""The arrays of the spectral penalty rule's memory, stored after them when it has one."""
 
 
 @dataclass
@@ -34,27 +42,32 @@ class Checkpoint:
     fingerprint: str
     """Of the problem (data, blocks, settings): a resumed run must solve the same one."""
     iteration: int
-    rho: float
-    rho_u: float
-    rho_changes: int
-    z: np.ndarray
-    x: np.ndarray
-    u: np.ndarray
+    state: ConsensusState
+    """z, every block's (x_b, u_b), the penalties, the x-step tolerances and the penalty rule's
+    memory: everything the next round depends on."""
     rounds: list[dict[str, Any]]
     """The trace so far, as plain data (see Coordinator)."""
 
 
+def _named_arrays(state: ConsensusState) -> list[tuple[str, np.ndarray]]:
+    arrays = [(name, getattr(state, name)) for name in _ARRAYS]
+    if state.spectral is not None:
+        arrays += [(f"spectral.{n}", getattr(state.spectral, n)) for n in _SPECTRAL]
+    return arrays
+
+
 def encode(cp: Checkpoint) -> bytes:
-    arrays = b"".join(np.ascontiguousarray(a, "<f8").tobytes() for a in (cp.z, cp.x, cp.u))
+    named = _named_arrays(cp.state)
+    arrays = b"".join(np.ascontiguousarray(a, "<f8").tobytes() for _, a in named)
+    spectral = cp.state.spectral
     header = {
         "format": FORMAT,
         "job": cp.job,
         "fingerprint": cp.fingerprint,
         "iteration": cp.iteration,
-        "rho": cp.rho,
-        "rho_u": cp.rho_u,
-        "rho_changes": cp.rho_changes,
-        "shape": list(cp.x.shape),
+        "rho_changes": cp.state.rho_changes,
+        "spectral_iteration": None if spectral is None else spectral.iteration,
+        "arrays": [[name, list(np.shape(a))] for name, a in named],
         "sha256": hashlib.sha256(arrays).hexdigest(),
         "rounds": cp.rounds,
     }
@@ -81,21 +94,34 @@ def decode(data: bytes, job: str, fingerprint: str) -> Checkpoint:
         )
     if hashlib.sha256(arrays).hexdigest() != header["sha256"]:
         raise CheckpointError(f"checkpoint of {job} is corrupt: its arrays fail their checksum")
-    blocks, features = header["shape"]
-    values = np.frombuffer(arrays, dtype="<f8")
-    if values.size != features * (1 + 2 * blocks):
-        raise CheckpointError(f"checkpoint of {job} is corrupt: wrong array size")
-    z, rest = values[:features], values[features:].reshape(2, blocks, features)
+    values, offset = {}, 0
+    try:
+        for name, shape in header["arrays"]:
+            count = math.prod(shape)
+            values[name] = np.frombuffer(arrays, "<f8", count, offset).reshape(shape).copy()
+            offset += 8 * count
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint of {job} is corrupt: {exc}") from None
+    expected = list(_ARRAYS) + (
+        [f"spectral.{n}" for n in _SPECTRAL] if header["spectral_iteration"] is not None else []
+    )
+    if list(values) != expected or offset != len(arrays):
+        raise CheckpointError(f"checkpoint of {job} is corrupt: wrong arrays")
+    spectral = None
+    if header["spectral_iteration"] is not None:
+        spectral = SpectralMemory(
+            header["spectral_iteration"], *(values[f"spectral.{n}"] for n in _SPECTRAL)
+        )
+    state = ConsensusState(
+        **{name: values[name] for name in _ARRAYS},
+        rho_changes=header["rho_changes"],
+        spectral=spectral,
+    )
     return Checkpoint(
         job=job,
         fingerprint=fingerprint,
         iteration=header["iteration"],
-        rho=header["rho"],
-        rho_u=header["rho_u"],
-        rho_changes=header["rho_changes"],
-        z=z.copy(),
-        x=rest[0].copy(),
-        u=rest[1].copy(),
+        state=state,
         rounds=header["rounds"],
     )
 

@@ -166,6 +166,45 @@ def crd() -> None:
     typer.echo(render_crd(), nl=False)
 
 
+bench_app = typer.Typer(
+    help="Benchmarks of a source checkout (bench/): print figures and ratios, write JSON.",
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _bench_script(name: str):
+    """The module bench/<name>.py of the source checkout this faasopt runs from."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    if not path.is_file():
+        err_console.print(
+            f"[red]error[/red]: {path} not found: benchmarks run from a source checkout",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    spec = importlib.util.spec_from_file_location(f"faasopt_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@bench_app.command("algorithms")
+def bench_algorithms(
+    quick: Annotated[
+        bool, typer.Option(help="Problems 10x smaller, fewer configurations.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="JSON results file (PNG beside it).")] = None,
+    problems: Annotated[str, typer.Option(help="Comma-separated subset of the problems.")] = "",
+) -> None:
+    """Compare ADMM configurations: rounds, gradient work, bytes, time (bench/algorithms.py)."""
+    argv = ["--quick"] * quick + ["--problems", problems] + (["--out", str(out)] if out else [])
+    raise typer.Exit(_bench_script("algorithms").main(argv))
+
+
 class _Progress:
     """A live table on a terminal, one plain line per iteration otherwise (both on stderr)."""
 

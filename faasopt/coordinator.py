@@ -111,7 +111,9 @@ class RoundReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RoundReport:
         return cls(
-            record=RoundRecord(**data["record"]),
+            record=RoundRecord(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in data["record"].items()}
+            ),
             elapsed_seconds=data["elapsed_seconds"],
             timings={n: WorkerTiming(**t) for n, t in data["timings"].items()},
         )
@@ -222,9 +224,7 @@ class Coordinator:
 
     def _restore(self, cp: Checkpoint) -> None:
         self.rounds = [RoundReport.from_dict(r) for r in cp.rounds]
-        self.consensus.restore(
-            [r.record for r in self.rounds], cp.rho, cp.rho_u, cp.rho_changes, cp.z, cp.x, cp.u
-        )
+        self.consensus.restore([r.record for r in self.rounds], cp.state)
         self._checkpointed = (cp.iteration, time.perf_counter())
 
     async def _checkpoint(self) -> None:
@@ -240,12 +240,7 @@ class Coordinator:
             job=self.subjects.key,
             fingerprint=self.fingerprint,
             iteration=c.iteration,
-            rho=c.rho,
-            rho_u=c.rho_u,
-            rho_changes=c.rho_changes,
-            z=c.z,
-            x=c.x,
-            u=c.u,
+            state=c.state,
             rounds=[r.to_dict() for r in self.rounds],
         )
         await self.store.save(checkpoint_key(self.subjects.key), encode(cp))
@@ -392,11 +387,13 @@ class Coordinator:
         record.load_seconds = hello.load_seconds
         self._starting.discard(hello.worker)
         idx = list(record.blocks)
+        st = self.consensus.state
         assign = p.Assign(
             worker=record.name,
             blocks=record.blocks,
-            rho_u=self.consensus.rho_u,
-            state=np.stack([self.consensus.x[idx], self.consensus.u[idx]]),
+            rho_u=tuple(map(float, st.rho_u[idx])),
+            relaxation=self.plan.settings.relaxation,
+            state=np.vstack([st.x[idx], st.u[idx], st.z_u[None]]),
             **asdict(self.plan.settings.local),
         )
         await self._publish(self.subjects.worker(record.name), assign)
@@ -410,14 +407,14 @@ class Coordinator:
         k = c.iteration
         x = np.empty((self.plan.n_blocks, self.plan.features))
         loss = np.empty(self.plan.n_blocks)
-        evaluations = 0
+        evaluations = np.zeros(self.plan.n_blocks, dtype=int)
+        iterations = np.zeros(self.plan.n_blocks, dtype=int)
         timings: dict[str, WorkerTiming] = {}
         sent = time.perf_counter()
-        iterate = p.Iterate(k, c.rho, c.z)
+        iterate = p.Iterate(k, tuple(map(float, c.rho)), tuple(map(float, c.state.tolerance)), c.z)
         await self._publish(self.subjects.ctl, iterate)
 
         def result(t: float, msg: p.Message) -> bool:
-            nonlocal evaluations
             if not isinstance(msg, p.Result):
                 return False
             if msg.iteration != k:
@@ -429,7 +426,7 @@ class Coordinator:
             ):
                 raise ProtocolError("bad-shape", f"x {msg.x.shape} for blocks {idx}")
             x[idx], loss[idx] = msg.x, msg.loss_at_z
-            evaluations += sum(msg.gradient_evaluations)
+            evaluations[idx], iterations[idx] = msg.gradient_evaluations, msg.solver_iterations
             timings[msg.worker] = WorkerTiming(
                 compute=msg.compute_seconds,
                 idle=msg.idle_seconds,
@@ -440,7 +437,7 @@ class Coordinator:
         patience = max(self.settings.presumed_dead_seconds, 10.0 * self._slowest_round)
         await self._gather(result, f"round {k}", patience, in_flight=iterate)
         self._slowest_round = max(self._slowest_round, time.perf_counter() - sent)
-        record = c.reduce(x, loss.tolist(), evaluations)
+        record = c.reduce(x, loss.tolist(), evaluations.tolist(), iterations.tolist())
         report = RoundReport(record, time.perf_counter() - solve_started, timings)
         self.rounds.append(report)
         await self._checkpoint()

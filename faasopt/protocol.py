@@ -87,14 +87,21 @@ class Hello:
 
 @dataclass(frozen=True)
 class Assign:
-    """The state of a worker's blocks: x_b and u_b stacked as (2, nb, d), u scaled for rho_u;
-    and its x-step solver, with the fields of ``LocalSolverSettings``."""
+    """The state of a worker's nb blocks and how to step them.
 
-    KIND: ClassVar[str] = "assign.v2"
+    ``state`` stacks x_b (nb rows), u_b (nb rows) and z_u (one row), shape (2 nb + 1, d): u_b is
+    scaled for ``rho_u`` (one per block) and still lacks the dual step of the round that made
+    x_b, taken from z_u (see ``faasopt.solvers.admm.dual_update``). ``relaxation`` is alpha; the
+    other scalars are the fields of ``LocalSolverSettings`` (``gradient_tolerance`` the configured
+    one: each round's comes with the round).
+    """
+
+    KIND: ClassVar[str] = "assign.v3"
     ARRAY: ClassVar[str | None] = "state"
     worker: str
     blocks: tuple[int, ...]
-    rho_u: float
+    rho_u: tuple[float, ...]
+    relaxation: float
     method: str
     gradient_tolerance: float
     relative_improvement: float
@@ -102,16 +109,34 @@ class Assign:
     max_iterations: int
     state: np.ndarray
 
+    def __post_init__(self) -> None:
+        nb = len(self.blocks)
+        if len(self.rho_u) != nb or self.state.shape[:1] != (2 * nb + 1,):
+            raise ProtocolError("bad-shape", f"state {self.state.shape} for {nb} blocks")
+        if min(self.rho_u, default=1.0) <= 0:
+            raise ProtocolError("bad-field", "assign.v3.rho_u must be > 0")
+
 
 @dataclass(frozen=True)
 class Iterate:
-    """Round k: (k, rho_k, z_k), broadcast to every worker (Algorithm 1, line 21)."""
+    """Round k: (k, rho_k, z_k), broadcast to every worker (Algorithm 1, line 21).
 
-    KIND: ClassVar[str] = "iterate.v1"
+    ``rho`` and ``gradient_tolerance`` hold one value per block of the job, in block order: each
+    block's penalty and x-step gradient tolerance for this round.
+    """
+
+    KIND: ClassVar[str] = "iterate.v2"
     ARRAY: ClassVar[str | None] = "z"
     iteration: int
-    rho: float
+    rho: tuple[float, ...]
+    gradient_tolerance: tuple[float, ...]
     z: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.rho) != len(self.gradient_tolerance) or self.z.ndim != 1:
+            raise ProtocolError("bad-shape", f"{len(self.rho)} penalties, z {self.z.shape}")
+        if min(self.rho, default=1.0) <= 0 or min(self.gradient_tolerance, default=0.0) < 0:
+            raise ProtocolError("bad-field", "iterate.v2: rho must be > 0, tolerances >= 0")
 
 
 @dataclass(frozen=True)

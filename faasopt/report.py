@@ -103,6 +103,10 @@ def build_report(
                 "rho": r.record.rho,
                 "workers": len(r.timings),
                 "gradientEvaluations": r.record.gradient_evaluations,
+                "blockGradientEvaluations": list(r.record.block_gradient_evaluations),
+                "solverIterations": list(r.record.solver_iterations),
+                "gradientTolerance": r.record.gradient_tolerance,
+                "rhoBlocks": list(r.record.rho_blocks),
                 "elapsedSeconds": r.elapsed_seconds,
                 "perWorker": {
                     name: {

@@ -27,7 +27,15 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from faasopt.errors import FieldProblem, SpecError
-from faasopt.solvers.admm import AdmmSettings, Penalty
+from faasopt.solvers.admm import (
+    RELAXATION_RANGE,
+    RHO_MAX,
+    RHO_MIN,
+    AdmmSettings,
+    Penalty,
+    Schedule,
+    Stopping,
+)
 from faasopt.solvers.local import LocalSolverSettings
 
 API_VERSION = "faasopt.dev/v1alpha1"
@@ -122,20 +130,62 @@ class LocalSolver(_Model):
     """The worker's x-step solver and its stopping rule (seed 001, Section III)."""
 
     method: Literal["lbfgs", "fista"] = "lbfgs"
-    gradient_tolerance: PositiveFloat = Field(1e-2, description="eps_g.")
+    gradient_tolerance: PositiveFloat = Field(
+        1.0,
+        description=(
+            "eps_g: the x-step's gradient tolerance, the loosest one with toleranceSchedule "
+            "residuals (the paper: 0.01 with fixed)."
+        ),
+    )
     relative_improvement: NonNegativeFloat = Field(1e-12, description="eps_f.")
     min_iterations: StrictInt = Field(1, ge=0, description="K_w, the fewest inner iterations.")
     max_iterations: StrictInt = Field(1000, ge=1, description="A safety cap on inner iterations.")
+    tolerance_schedule: Schedule = Field(
+        Schedule.RESIDUALS,
+        description=(
+            "fixed: gradientTolerance in every round (the paper); residuals: tied to the "
+            "residuals, loose early and tight late, never above gradientTolerance."
+        ),
+    )
+    schedule_factor: PositiveFloat = Field(
+        1.0, description="c of the residuals schedule: x-steps move x_b by about c x residual."
+    )
 
 
 class Admm(_Model):
-    """Consensus ADMM; defaults are the paper's."""
+    """Consensus ADMM; the defaults are the fastest measured (bench/algorithms.py)."""
 
-    rho: PositiveFloat = Field(1.0, description="rho_0.")
-    penalty: Penalty = Penalty.PAPER
+    # The paper's configuration instead: penalty paper, relaxation 1, localSolver
+    # {toleranceSchedule: fixed, gradientTolerance: 0.01}; stopping absolute is the paper's.
+
+    rho: StrictFloat = Field(1.0, ge=RHO_MIN, le=RHO_MAX, description="rho_0.")
+    penalty: Penalty = Field(
+        Penalty.SPECTRAL,
+        description=(
+            "paper: x2 / x0.5 at a 10x residual imbalance; fixed; balanced: residual balancing "
+            "(Wohlberg 2017); spectral: per-block spectral penalties (ACADMM, Xu et al. 2017)."
+        ),
+    )
+    relaxation: StrictFloat = Field(
+        1.8,
+        ge=RELAXATION_RANGE[0],
+        le=RELAXATION_RANGE[1],
+        description="Over-relaxation alpha (Boyd et al. 3.4.3); 1 is plain ADMM.",
+    )
     max_iterations: StrictInt = Field(100, ge=1, description="K.")
+    stopping: Stopping = Field(
+        Stopping.ABSOLUTE,
+        description=(
+            "absolute: r <= primalTolerance and s <= dualTolerance (the paper); relative: "
+            "Boyd et al. 3.3.1 with absoluteTolerance and relativeTolerance."
+        ),
+    )
     primal_tolerance: PositiveFloat = Field(0.02, description="eps_r.")
     dual_tolerance: PositiveFloat = Field(0.02, description="eps_s.")
+    absolute_tolerance: NonNegativeFloat = Field(
+        1e-6, description="eps_abs of relative stopping, per coordinate."
+    )
+    relative_tolerance: PositiveFloat = Field(1e-4, description="eps_rel of relative stopping.")
     local_solver: LocalSolver = LocalSolver()
 
 
@@ -286,9 +336,15 @@ class TrainingJob(_Model):
             l2=problem.l2,
             rho=admm.rho,
             penalty=admm.penalty,
+            relaxation=admm.relaxation,
             max_iterations=admm.max_iterations,
+            stopping=admm.stopping,
             primal_tolerance=admm.primal_tolerance,
             dual_tolerance=admm.dual_tolerance,
+            absolute_tolerance=admm.absolute_tolerance,
+            relative_tolerance=admm.relative_tolerance,
+            tolerance_schedule=local.tolerance_schedule,
+            schedule_factor=local.schedule_factor,
             local=LocalSolverSettings(
                 method=local.method,
                 gradient_tolerance=local.gradient_tolerance,

@@ -29,7 +29,7 @@ from faasopt.data import load_blocks
 from faasopt.nats_client import connect, disconnect
 from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WorkerPayload
 from faasopt.platforms.processes import peak_rss_bytes
-from faasopt.solvers.admm import block_step
+from faasopt.solvers.admm import block_step, with_tolerance
 from faasopt.solvers.local import LocalSolverSettings
 from faasopt.solvers.logistic import logistic_loss
 
@@ -38,9 +38,13 @@ log = logging.getLogger("faasopt.worker")
 
 @dataclass
 class _State:
+    """What the coordinator handed over (``assign``), advanced by each round as it does."""
+
     x: np.ndarray | None = None
     u: np.ndarray | None = None
-    rho_u: float = 1.0
+    rho_u: np.ndarray | None = None
+    z_u: np.ndarray | None = None
+    relaxation: float = 1.0
     settings: LocalSolverSettings = field(default_factory=LocalSolverSettings)
     answer: p.Result | None = None
     """The result of the last round, sent again if that round's broadcast comes again."""
@@ -67,7 +71,7 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
     decoder = p.Decoder(
         subjects.key,
         accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND, p.Stop.KIND},
-        max_message_bytes=8 * (2 * len(blocks) * features + 1024),  # the assignment is largest
+        max_message_bytes=8 * ((2 * len(blocks) + 1) * features + 1024),  # assign: largest
     )
     inbox: asyncio.Queue[tuple[float, p.Message]] = asyncio.Queue()
 
@@ -105,7 +109,7 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
         beats = asyncio.create_task(_beat(nc, subjects, payload))
         try:
             async with asyncio.timeout_at(leave_at) as window:
-                await _loop(payload, blocks, inbox, send, hello_sent=time.perf_counter())
+                await _loop(payload, blocks, inbox, send, decoder, hello_sent=time.perf_counter())
         except TimeoutError:
             if not window.expired():
                 raise
@@ -127,7 +131,9 @@ async def _beat(nc, subjects: p.Subjects, payload: WorkerPayload) -> None:
             log.info("heartbeat not sent: %s", exc)
 
 
-async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) -> None:
+async def _loop(
+    payload: WorkerPayload, blocks, inbox, send, decoder: p.Decoder, hello_sent: float
+) -> None:
     state = _State(last_sent=hello_sent)
     waiting: tuple[float, p.Iterate] | None = None  # an iterate that came before the assignment
     loop = asyncio.get_running_loop()
@@ -147,6 +153,9 @@ async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) 
             received, message = waiting
             waiting = None
         if isinstance(message, p.Iterate):
+            if len(message.rho) != payload.n_blocks:
+                decoder.reject("bad-shape")
+                continue
             if state.x is None:
                 waiting = (received, message)
                 continue
@@ -174,25 +183,40 @@ async def _loop(payload: WorkerPayload, blocks, inbox, send, hello_sent: float) 
 
 
 def _take(state: _State, message: p.Assign) -> None:
-    state.x = np.array(message.state[0])
-    state.u = np.array(message.state[1])
-    state.rho_u = message.rho_u
+    nb = len(message.blocks)
+    state.x = np.array(message.state[:nb])
+    state.u = np.array(message.state[nb : 2 * nb])
+    state.z_u = np.array(message.state[2 * nb])
+    state.rho_u = np.array(message.rho_u)
+    state.relaxation = message.relaxation
     state.settings = LocalSolverSettings(
         **{f.name: getattr(message, f.name) for f in dataclasses.fields(LocalSolverSettings)}
     )
 
 
 def _round(payload: WorkerPayload, blocks, state: _State, message: p.Iterate) -> dict[str, Any]:
-    """Algorithm 2, lines 5-9, for every block this worker holds."""
+    """Algorithm 2, lines 5-9, for every block this worker holds, with each block's penalty and
+    gradient tolerance from the broadcast."""
+    rho = np.array([message.rho[b] for b in payload.blocks])
     updates = [
         block_step(
-            b.A, b.y, state.x[i], state.u[i], message.z, message.rho, state.rho_u, state.settings
+            b.A,
+            b.y,
+            state.x[i],
+            state.u[i],
+            message.z,
+            state.z_u,
+            float(rho[i]),
+            float(state.rho_u[i]),
+            state.relaxation,
+            with_tolerance(state.settings, message.gradient_tolerance[payload.blocks[i]]),
         )
         for i, b in enumerate(blocks)
     ]
     state.x = np.stack([up.x for up in updates])
     state.u = np.stack([up.u for up in updates])
-    state.rho_u = message.rho
+    state.rho_u = rho
+    state.z_u = message.z
     return {
         "worker": payload.worker,
         "iteration": message.iteration,

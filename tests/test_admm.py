@@ -11,14 +11,14 @@ from faasopt.solvers.admm import (
     RHO_MAX,
     AdmmSettings,
     Consensus,
-    Penalty,
     Status,
     block_step,
-    next_penalty,
     reference_admm,
+    soft_threshold,
     z_step,
 )
 from faasopt.solvers.local import LocalSolverSettings
+from faasopt.solvers.penalty import Residuals, paper_rule
 
 TIGHT = dict(
     primal_tolerance=1e-7,
@@ -39,20 +39,31 @@ def _problem(samples=1500, features=80, density=0.05, seed=11, blocks=4):
 
 def test_z_step_minimizes_h_plus_quadratic():
     rng = np.random.default_rng(0)
-    omega_sum, B, rho, l1, l2 = rng.normal(size=7) * 3, 4, 0.7, 1.3, 0.4
-    z = z_step(omega_sum, B, rho, l1, l2)
+    omega, rho, l1, l2 = rng.normal(size=(4, 7)) * 3, np.array([0.7, 0.2, 1.5, 0.7]), 1.3, 0.4
+    z = z_step(omega, rho, l1, l2)
     grid = np.linspace(-10, 10, 200_001)
     for j in range(7):  # a separable 1-d problem per coordinate: brute force it
-        f = l1 * np.abs(grid) + l2 / 2 * grid**2 + B * rho / 2 * (grid - omega_sum[j] / B) ** 2
+        f = l1 * np.abs(grid) + l2 / 2 * grid**2
+        f = f + sum(rho[b] / 2 * (grid - omega[b, j]) ** 2 for b in range(4))
         assert z[j] == pytest.approx(grid[np.argmin(f)], abs=2e-4)
 
 
+def test_z_step_with_one_rho_is_the_papers_soft_threshold():
+    omega = np.random.default_rng(1).normal(size=(4, 9)) * 3
+    z = z_step(omega, np.full(4, 0.5), 1.0, 0.0)
+    np.testing.assert_allclose(z, soft_threshold(omega.mean(axis=0), 1.0 / (4 * 0.5)))
+
+
+def _residuals(primal: float, dual: float) -> Residuals:
+    return Residuals(primal, dual, primal_scale=1.0, dual_scale=1.0)
+
+
 def test_paper_penalty_rule_and_clamp():
-    assert next_penalty(1.0, 11.0, 1.0, Penalty.PAPER) == 2.0
-    assert next_penalty(1.0, 1.0, 11.0, Penalty.PAPER) == 0.5
-    assert next_penalty(1.0, 5.0, 1.0, Penalty.PAPER) == 1.0
-    assert next_penalty(1.0, 100.0, 1.0, Penalty.FIXED) == 1.0
-    assert next_penalty(RHO_MAX, 100.0, 1.0, Penalty.PAPER) == RHO_MAX
+    one = np.ones(3)
+    assert np.all(paper_rule(one, _residuals(11.0, 1.0)) == 2.0)
+    assert np.all(paper_rule(one, _residuals(1.0, 11.0)) == 0.5)
+    assert np.all(paper_rule(one, _residuals(5.0, 1.0)) == 1.0)
+    assert np.all(paper_rule(RHO_MAX * one, _residuals(100.0, 1.0)) == RHO_MAX)
 
 
 def test_reference_matches_liblinear_tightly():
@@ -95,15 +106,18 @@ def test_consensus_holds_every_blocks_exact_state():
     parts, _, _ = _problem(samples=600, features=30)
     settings = AdmmSettings(l1=1.0, max_iterations=12, primal_tolerance=1e-12, dual_tolerance=1e-12)
     state = Consensus(settings, len(parts), 30)
-    x, u, rho_u = np.zeros((4, 30)), np.zeros((4, 30)), settings.rho  # the workers' own
+    x, u, rho_u = np.zeros((4, 30)), np.zeros((4, 30)), np.full(4, settings.rho)  # the workers'
+    z_u = np.zeros(30)
     while not state.done:
         ups = [
-            block_step(b.A, b.y, x[i], u[i], state.z, state.rho, rho_u, settings.local)
+            block_step(
+                b.A, b.y, x[i], u[i], state.z, z_u, state.rho[i], rho_u[i], 1.0, settings.local
+            )
             for i, b in enumerate(parts)
         ]
-        rho_u = state.rho
+        rho_u, z_u = state.rho, state.z
         x, u = np.stack([up.x for up in ups]), np.stack([up.u for up in ups])
-        state.reduce(x, [0.0] * 4, 0)
+        state.reduce(x, [0.0] * 4, [0] * 4)
         assert np.array_equal(state.u, u) and np.array_equal(state.x, x)
     assert state.status is Status.MAX_ITERATIONS and state.rho_changes > 0
 

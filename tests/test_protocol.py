@@ -52,12 +52,12 @@ def test_subjects_are_per_job():
     "message",
     [
         p.Hello("w1", (2, 3), 1234, 0.5),
-        p.Iterate(7, 0.5, np.linspace(-1, 1, 5)),
+        p.Iterate(7, (0.5, 2.0), (1e-2, 3e-3), np.linspace(-1, 1, 5)),
         _result(),
         p.Finish("converged", np.ones(4)),
         p.Final("w1", (2,), (1.25,), 10_000_000),
         p.Stop("deadline"),
-        p.Assign("w0", (0,), 2.0, "fista", 1e-2, 1e-12, 1, 1000, np.zeros((2, 1, 3))),
+        p.Assign("w0", (0, 1), (2.0, 0.5), 1.8, "fista", 1e-2, 1e-12, 1, 1000, np.zeros((5, 3))),
     ],
 )
 def test_every_kind_round_trips_exactly(message):
@@ -75,7 +75,7 @@ def test_every_kind_round_trips_exactly(message):
 
 def test_large_vectors_are_chunked_and_reassembled():
     z = np.random.default_rng(0).normal(size=100_000)  # 800 kB
-    frames = p.encode(p.Iterate(1, 1.0, z), JOB, "c", 9, max_payload=64 * 1024)
+    frames = p.encode(p.Iterate(1, (1.0,), (0.1,), z), JOB, "c", 9, max_payload=64 * 1024)
     assert len(frames) > 12 and all(len(f) <= 64 * 1024 for f in frames)
     decoder = p.Decoder(JOB, ALL)
     out = [decoder.feed(f) for f in reversed(frames)]  # order does not matter
@@ -89,8 +89,9 @@ def _frame(header: dict, payload: bytes = b"") -> bytes:
     return struct.pack("<4sI", b"FOP1", len(text)) + text + payload
 
 
-GOOD_ITERATE = {"kind": "iterate.v1", "job": JOB, "sender": "c", "msg": 1, "iteration": 1,
-                "rho": 1.0, "dtype": "<f8", "shape": [2], "nbytes": 16}  # fmt: skip
+GOOD_ITERATE = {"kind": "iterate.v2", "job": JOB, "sender": "c", "msg": 1, "iteration": 1,
+                "rho": [1.0], "gradient_tolerance": [0.1], "dtype": "<f8", "shape": [2],
+                "nbytes": 16}  # fmt: skip
 TWO = np.array([1.0, 2.0]).tobytes()
 
 
@@ -103,12 +104,16 @@ TWO = np.array([1.0, 2.0]).tobytes()
         (struct.pack("<4sI", b"FOP1", 3) + b"{{{", "bad-header"),
         (struct.pack("<4sI", b"FOP1", 2) + b"[]", "bad-header"),
         (_frame({**GOOD_ITERATE, "job": "other/job"}, TWO), "foreign-job"),
-        (_frame({**GOOD_ITERATE, "kind": "iterate.v0"}, TWO), "unexpected-kind"),
+        (_frame({**GOOD_ITERATE, "kind": "iterate.v1"}, TWO), "unexpected-kind"),
         (_frame({**GOOD_ITERATE, "kind": "pickle.v1"}, TWO), "unexpected-kind"),
         (_frame({**GOOD_ITERATE, "iteration": "1"}, TWO), "bad-field"),
         (_frame({**GOOD_ITERATE, "iteration": True}, TWO), "bad-field"),
         (_frame({**GOOD_ITERATE, "rho": None}, TWO), "bad-field"),
-        (_frame(GOOD_ITERATE, TWO).replace(b'"rho": 1.0', b'"rho": NaN'), "non-finite"),
+        (_frame(GOOD_ITERATE, TWO).replace(b'"rho": [1.0]', b'"rho": [NaN]'), "non-finite"),
+        (_frame({**GOOD_ITERATE, "rho": [1.0, 2.0]}, TWO), "bad-shape"),
+        (_frame({**GOOD_ITERATE, "rho": [0.0]}, TWO), "bad-field"),
+        (_frame({**GOOD_ITERATE, "gradient_tolerance": [-1.0]}, TWO), "bad-field"),
+        (_frame({**GOOD_ITERATE, "shape": [1, 2]}, TWO), "bad-shape"),
         (_frame({**GOOD_ITERATE, "dtype": "<f4"}, TWO), "bad-dtype"),
         (_frame({**GOOD_ITERATE, "dtype": "|O"}, TWO), "bad-dtype"),
         (_frame({**GOOD_ITERATE, "shape": [3]}, TWO), "truncated"),
@@ -126,6 +131,21 @@ def test_bad_frames_are_dropped_and_counted(frame, reason):
     assert decoder.rejected == {reason: 1}
 
 
+def test_an_assignment_must_match_its_blocks():
+    frames = p.encode(
+        p.Assign("w0", (0,), (1.0,), 1.0, "lbfgs", 1e-2, 0.0, 1, 9, np.zeros((3, 2))),
+        JOB,
+        "c",
+        1,
+        1 << 20,
+    )
+    header = json.loads(frames[0][8 : 8 + struct.unpack_from("<I", frames[0], 4)[0]])
+    bad = _frame({**header, "blocks": [0, 1]}, np.zeros(6).tobytes())
+    decoder = p.Decoder(JOB, ALL)
+    assert decoder.feed(frames[0]) is not None and decoder.feed(bad) is None
+    assert decoder.rejected == {"bad-shape": 1}
+
+
 def test_kinds_a_side_does_not_expect_are_dropped():
     decoder = p.Decoder(JOB, accept={p.Iterate.KIND})
     (frame,) = p.encode(_result(), JOB, "w0", 1, 1 << 20)
@@ -136,12 +156,12 @@ def test_kinds_a_side_does_not_expect_are_dropped():
 def test_duplicate_and_flooding_chunks_are_bounded():
     z = np.arange(1000.0)
     decoder = p.Decoder(JOB, ALL, max_pending=4)
-    frames = p.encode(p.Iterate(1, 1.0, z), JOB, "c", 1, max_payload=2048)
+    frames = p.encode(p.Iterate(1, (1.0,), (0.1,), z), JOB, "c", 1, max_payload=2048)
     assert decoder.feed(frames[0]) is None
     assert decoder.feed(frames[0]) is None
     assert decoder.rejected["duplicate-chunk"] == 1
     for msg_id in range(2, 10):  # a flood of first chunks of messages that never complete
-        first = p.encode(p.Iterate(1, 1.0, z), JOB, "c", msg_id, max_payload=2048)[0]
+        first = p.encode(p.Iterate(1, (1.0,), (0.1,), z), JOB, "c", msg_id, 2048)[0]
         decoder.feed(first)
     assert len(decoder._pending) == 4
     assert decoder.rejected["chunk-evicted"] == 5
@@ -149,7 +169,7 @@ def test_duplicate_and_flooding_chunks_are_bounded():
 
 def test_encoding_refuses_non_finite_scalars():
     with pytest.raises(ValueError):
-        p.encode(p.Iterate(1, float("nan"), np.zeros(2)), JOB, "c", 1, 1 << 20)
+        p.encode(p.Iterate(1, (float("nan"),), (0.1,), np.zeros(2)), JOB, "c", 1, 1 << 20)
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

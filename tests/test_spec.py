@@ -12,23 +12,26 @@ from typer.testing import CliRunner
 
 from faasopt.cli import app
 from faasopt.errors import SpecError
-from faasopt.solvers.admm import Penalty
+from faasopt.solvers.admm import Penalty, Schedule, Stopping
 from faasopt.spec import TrainingJob
 
 runner = CliRunner()
 
 
-def test_defaults_are_the_papers(manifest):
+def test_defaults_are_the_fastest_measured_with_the_papers_stopping_rule(manifest):
     job = TrainingJob.from_yaml(manifest())
     admm = job.spec.algorithm.admm
-    assert (admm.rho, admm.penalty, admm.max_iterations) == (1.0, Penalty.PAPER, 100)
+    assert (admm.rho, admm.penalty, admm.max_iterations) == (1.0, Penalty.SPECTRAL, 100)
+    assert (admm.relaxation, admm.stopping) == (1.8, Stopping.ABSOLUTE)
     assert (admm.primal_tolerance, admm.dual_tolerance) == (0.02, 0.02)
+    assert (admm.absolute_tolerance, admm.relative_tolerance) == (1e-6, 1e-4)
     local = admm.local_solver
     assert (local.method, local.gradient_tolerance, local.relative_improvement) == (
         "lbfgs",
-        1e-2,
+        1.0,
         1e-12,
     )
+    assert (local.tolerance_schedule, local.schedule_factor) == (Schedule.RESIDUALS, 1.0)
     assert local.min_iterations == 1
     assert job.spec.workers.block_count == job.spec.workers.count == 2
     assert job.spec.workers.time_limit_seconds == 900 and job.spec.workers.memory_mb == 512
@@ -40,7 +43,8 @@ def test_wire_names_are_camel_case_and_round_trip(manifest):
     job = TrainingJob.from_yaml(manifest({"spec": {"workers": {"memoryMB": 1024, "blocks": 4}}}))
     wire = job.to_dict()
     assert wire["spec"]["workers"]["memoryMB"] == 1024
-    assert wire["spec"]["algorithm"]["admm"]["localSolver"]["gradientTolerance"] == 0.01
+    assert wire["spec"]["algorithm"]["admm"]["localSolver"]["gradientTolerance"] == 1.0
+    assert wire["spec"]["algorithm"]["admm"]["localSolver"]["toleranceSchedule"] == "residuals"
     assert wire["spec"]["runPolicy"]["backoffLimit"] == 3
     assert TrainingJob.from_dict(wire).to_dict() == wire
 
@@ -75,7 +79,15 @@ BAD = [
     ({"spec": {"problem": {"lambda1": 1}}}, "spec.problem.lambda1: unknown field"),
     ({"spec": {"algorithm": {"admm": {"primalTolerance": -0.1}}}}, "primalTolerance: must be > 0"),
     ({"spec": {"algorithm": {"admm": {"dualTolerance": 0}}}}, "dualTolerance: must be > 0"),
-    ({"spec": {"algorithm": {"admm": {"rho": 0}}}}, "spec.algorithm.admm.rho: must be > 0, got 0"),
+    ({"spec": {"algorithm": {"admm": {"rho": 0}}}}, "spec.algorithm.admm.rho: must be >= 1e-06, got 0"),
+    ({"spec": {"algorithm": {"admm": {"rho": 1e7}}}}, "spec.algorithm.admm.rho: must be <= 1e+06"),
+    ({"spec": {"algorithm": {"admm": {"relaxation": 2.0}}}}, "spec.algorithm.admm.relaxation: must be <= 1.9, got 2.0"),
+    ({"spec": {"algorithm": {"admm": {"relaxation": 0.5}}}}, "spec.algorithm.admm.relaxation: must be >= 1, got 0.5"),
+    ({"spec": {"algorithm": {"admm": {"relaxation": "1.5"}}}}, "spec.algorithm.admm.relaxation: must be a number"),
+    ({"spec": {"algorithm": {"admm": {"stopping": "boyd"}}}}, "spec.algorithm.admm.stopping: must be one of 'absolute' or 'relative'"),
+    ({"spec": {"algorithm": {"admm": {"relativeTolerance": 0}}}}, "spec.algorithm.admm.relativeTolerance: must be > 0"),
+    ({"spec": {"algorithm": {"admm": {"localSolver": {"toleranceSchedule": "exact"}}}}}, "localSolver.toleranceSchedule: must be one of 'fixed' or 'residuals'"),
+    ({"spec": {"algorithm": {"admm": {"localSolver": {"scheduleFactor": 0}}}}}, "localSolver.scheduleFactor: must be > 0"),
     ({"spec": {"algorithm": {"admm": {"penalty": "magic"}}}}, "admm.penalty: must be one of"),
     ({"spec": {"algorithm": {"admm": {"maxIterations": 0}}}}, "maxIterations: must be >= 1"),
     (
@@ -161,6 +173,17 @@ def test_real_cli_process_exits_1_on_stderr(manifest):
     assert proc.returncode == 1
     assert "spec.problem.l1: must be >= 0, got -1" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_admm_settings_carry_every_field(manifest):
+    patch = {"penalty": "balanced", "relaxation": 1.5, "stopping": "relative",
+             "absoluteTolerance": 1e-7, "relativeTolerance": 1e-3,
+             "localSolver": {"toleranceSchedule": "fixed", "scheduleFactor": 2.0}}  # fmt: skip
+    job = TrainingJob.from_yaml(manifest({"spec": {"algorithm": {"admm": patch}}}))
+    s = job.admm_settings()
+    assert (s.penalty, s.relaxation, s.stopping) == (Penalty.BALANCED, 1.5, Stopping.RELATIVE)
+    assert (s.absolute_tolerance, s.relative_tolerance) == (1e-7, 1e-3)
+    assert (s.tolerance_schedule, s.schedule_factor) == (Schedule.FIXED, 2.0)
 
 
 def test_validate_accepts_the_examples():
