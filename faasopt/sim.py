@@ -1,0 +1,636 @@
+r"""The simulated platform ``sim``: the real math and protocol in one process, on a virtual clock.
+
+Every round does what a distributed run does, in this process: the coordinator encodes the
+broadcast ``(k, rho_k, z_k)`` with :func:`faasopt.protocol.encode`, a worker's
+:class:`~faasopt.protocol.Decoder` decodes it, each block's x-step runs through
+:func:`faasopt.solvers.admm.block_step` from the decoded message, each worker's answer is encoded
+and decoded again by the coordinator's decoder, and :class:`~faasopt.solvers.admm.Consensus`
+reduces the decoded x_b in block order. So the iterates are those of a local run of the same
+manifest, bit for bit, and every message's bytes are those of its real frames.
+
+Only time is modelled (``docs/sim.md``), on a virtual clock that starts at the first invocation:
+
+- **compute**: a worker's x-steps take the CPU time they took here (``time.thread_time``),
+  times :meth:`SimSettings.speed_factor` (Lambda gives a function CPU in proportion to its memory);
+  with ``cores`` set, the workers share that many cores fairly (processor sharing);
+- **messages**: a message of n bytes costs ``latency + n / worker_bandwidth`` on the worker's
+  link, and ``n / hub_bandwidth`` on the NATS server's link, which every message to or from a
+  worker crosses one after another (broadcast copies in a random order per round);
+- **the coordinator** is a queue: answers are decoded one after another as they arrive, each for
+  ``message_overhead_seconds`` plus the CPU time its real decode took here; the reduce (z-step)
+  and the scale-in decision take the CPU time they took here;
+- **cold starts**: a worker is invoked ``invoke_interval_seconds`` after the previous one, starts
+  after a lognormal draw (median, sigma; seeded) and then loads its blocks (their measured
+  generation or read time, times the speed factor).
+
+Timings follow seed 001, Sec. II-B: a worker's compute runs from receiving z_k to sending its
+answer, its idle time from its previous send to receiving z_k, and its communication is the delay
+(broadcast to the coordinator starting to process its answer) minus its compute.
+
+Scale-in (:mod:`faasopt.scalein`) decides after every round on the virtual history; an evicted
+worker's blocks go to the survivors holding the fewest blocks (ties by name), each of which gets
+their state in an ``assign`` message and loads their data before its next x-steps. The iterates do
+not change. Figures are predictions: the report says ``"predicted": true``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faasopt import cost, scalein
+from faasopt import protocol as p
+from faasopt.coordinator import Outcome, RoundReport, WorkerRecord, WorkerTiming
+from faasopt.data import Block, load_blocks
+from faasopt.plan import JobPlan, assign_blocks, plan_job
+from faasopt.platforms.nats_server import MAX_PAYLOAD
+from faasopt.platforms.processes import peak_rss_bytes
+from faasopt.queueing import first_come_first_served, processor_sharing
+from faasopt.report import build_report
+from faasopt.runner import Result, load
+from faasopt.solvers.admm import Consensus, block_step, final_objective, with_tolerance
+from faasopt.solvers.logistic import logistic_loss
+from faasopt.spec import TrainingJob
+
+COORDINATOR = "coordinator"
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The model's parameters; defaults calibrated on this machine (``docs/sim.md``).
+
+    The defaults replay a local run here: loopback NATS, worker processes sharing 2 cores, at
+    this machine's speed. :data:`LAMBDA` models AWS Lambda.
+    """
+
+    latency_seconds: float = 0.6e-3
+    """One-way latency of a message, worker to coordinator or back. Fitted to the round overhead
+    of local runs (round time less its slowest worker's compute: 2.7 ms with 2 workers, 3.0 ms
+    with 4); a 256-byte NATS request/reply within one process takes only 0.13-0.16 ms, the rest
+    is waking processes on a loaded 2-core machine."""
+    worker_bandwidth: float = 0.7e9
+    """Bytes/s of a worker's link (loopback: from the 256 B and 80 KB round trips)."""
+    hub_bandwidth: float = 0.7e9
+    """Bytes/s of the NATS server's link, shared by every message to or from a worker."""
+    message_overhead_seconds: float = 0.25e-3
+    """The coordinator's cost of taking in one message besides its decode (nats-py callback,
+    inbox, bookkeeping): from the throughput of 80 KB messages into one subscriber (measured
+    2700-4000 per second) less their decode."""
+    cores: float | None = 2
+    """Cores the workers share (this machine: 2; fewer when others use some); None: one core
+    each (a FaaS platform)."""
+    vcpu_memory_mb: float | None = None
+    """Memory that buys a full vCPU; less memory, proportionally less CPU (Lambda: 1769 MB).
+    None: CPU does not depend on memory (processes on this machine)."""
+    cpu_slowdown: float = 1.0
+    """Seconds a platform core takes for a second of one core of this machine."""
+    cold_start_median_seconds: float = 2.0
+    """Median of a worker's start before it loads its blocks (process start and imports; local
+    runs: 2.0 s on the loaded machine, 0.5 s on a quiet one)."""
+    cold_start_sigma: float = 0.25
+    """Sigma of the lognormal start time (the spread of log seconds)."""
+    invoke_interval_seconds: float = 0.0
+    """The coordinator invokes workers one after another, this far apart."""
+    prices: str = "lambda"
+    """Whose prices (:func:`faasopt.cost.price_of`): sim is priced as the platform it models."""
+    max_payload: int = MAX_PAYLOAD
+    """NATS max_payload: larger messages travel in chunks."""
+    seed: int = 0
+    """Seeds the cold starts and the order of broadcast copies."""
+
+    def speed_factor(self, memory_mb: float) -> float:
+        """Platform seconds per CPU second measured here, for a worker of ``memory_mb``.
+
+        The x-steps are single-threaded, so memory past one full vCPU does not speed them up.
+        """
+        share = 1.0 if self.vcpu_memory_mb is None else min(1.0, memory_mb / self.vcpu_memory_mb)
+        return self.cpu_slowdown / share
+
+
+LAMBDA = SimSettings(
+    latency_seconds=0.5e-3,
+    worker_bandwidth=75e6,
+    hub_bandwidth=1.25e9,
+    message_overhead_seconds=0.25e-3,
+    cores=None,
+    vcpu_memory_mb=1769.0,
+    cpu_slowdown=1.0,
+    cold_start_median_seconds=0.5,
+    cold_start_sigma=0.3,
+    invoke_interval_seconds=0.01,
+    prices="lambda",
+)
+"""AWS Lambda workers, coordinator and NATS on an EC2 instance in the same region (``docs/sim.md``
+gives the source or reason of each figure): 1 vCPU per 1769 MB, one core per worker."""
+
+
+@dataclass(frozen=True)
+class SimData:
+    """A job's blocks and the CPU seconds each took to load, generated once and reusable."""
+
+    blocks: tuple[Block, ...]
+    load_seconds: tuple[float, ...]
+
+
+def load_data(plan: JobPlan) -> SimData:
+    """Load (generate or read) every block of ``plan``, timing each (CPU seconds)."""
+    blocks, seconds = [], []
+    for b in range(plan.n_blocks):
+        started = time.thread_time()
+        (block,) = load_blocks(plan.source, [b], plan.n_blocks)
+        seconds.append(time.thread_time() - started)
+        blocks.append(block)
+    return SimData(tuple(blocks), tuple(seconds))
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One message sent: its kind, sender, round (-1 outside rounds) and frame sizes."""
+
+    kind: str
+    sender: str
+    iteration: int
+    msg_id: int
+    frames: tuple[int, ...]
+    """Bytes of each frame (several when chunked)."""
+    copies: int = 1
+    """Workers it was delivered to (a broadcast reaches the whole pool)."""
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.frames)
+
+
+@dataclass
+class SimResult(Result):
+    """A simulated run: its report (that of a real run, plus the model's figures), the
+    solution, every message sent and every scale-in decision."""
+
+    messages: list[MessageRecord] = field(default_factory=list)
+    decisions: list[scalein.Decision] = field(default_factory=list)
+
+
+def simulate(
+    job: TrainingJob | JobPlan | str | Path,
+    settings: SimSettings | None = None,
+    scale_in: scalein.ScaleInSettings | None = None,
+    *,
+    workers: int | None = None,
+    data: SimData | None = None,
+) -> SimResult:
+    """Run ``job`` on the simulated platform and return its report and solution.
+
+    ``job`` is a TrainingJob, a manifest path or a planned job; ``workers`` overrides its count
+    (blocks stay). ``data``, from :func:`load_data` of the same plan, saves loading the blocks
+    again. ``scale_in`` (default: policy none) decides after every round.
+    """
+    plan = job if isinstance(job, JobPlan) else plan_job(load(job), workers)
+    if isinstance(job, JobPlan) and workers is not None:
+        plan = plan_job_workers(plan, workers)
+    plan = dataclasses.replace(plan, platform="sim")
+    return _Simulation(
+        plan,
+        settings or SimSettings(),
+        scale_in or scalein.ScaleInSettings(),
+        data or load_data(plan),
+    ).run()
+
+
+def plan_job_workers(plan: JobPlan, workers: int) -> JobPlan:
+    """``plan`` with ``workers`` workers over the same blocks (same iterates)."""
+    if not 1 <= workers <= plan.n_blocks:
+        raise ValueError(f"workers must be in [1, blocks={plan.n_blocks}], got {workers}")
+    return dataclasses.replace(plan, assignment=assign_blocks(plan.n_blocks, workers))
+
+
+@dataclass
+class _Worker:
+    """A simulated worker: its blocks and where its clock stands."""
+
+    record: WorkerRecord
+    blocks: tuple[int, ...]
+    ready_at: float = 0.0
+    """When it holds the state of all its blocks (after an assign and loading data)."""
+    last_sent: float = 0.0
+    """When it last sent (hello or answer): its idle time runs from there."""
+
+
+class _Simulation:
+    """One simulated run: the coordinator's loop with a virtual clock ``now``."""
+
+    def __init__(
+        self,
+        plan: JobPlan,
+        settings: SimSettings,
+        scale_in: scalein.ScaleInSettings,
+        data: SimData,
+    ) -> None:
+        if len(data.blocks) != plan.n_blocks:
+            raise ValueError(f"data has {len(data.blocks)} blocks, the plan {plan.n_blocks}")
+        self.plan, self.settings, self.scale_in, self.data = plan, settings, scale_in, data
+        self.speed = settings.speed_factor(plan.memory_mb)
+        self.key = p.Subjects(plan.namespace, plan.name).key
+        self.consensus = Consensus(plan.settings, plan.n_blocks, plan.features)
+        self.coordinator_decoder = p.Decoder(
+            self.key, accept={p.Hello.KIND, p.Result.KIND, p.Final.KIND}
+        )
+        self.worker_decoder = p.Decoder(
+            self.key, accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND}
+        )
+        self.rng = np.random.default_rng(settings.seed)
+        self.pool: dict[str, _Worker] = {}
+        self.history: list[WorkerRecord] = []
+        self.messages: list[MessageRecord] = []
+        self.msg_ids: dict[str, int] = {}
+        self.rounds: list[RoundReport] = []
+        self.observations: list[scalein.Observation] = []
+        self.decisions: list[scalein.Decision] = []
+        self.lifetimes: dict[str, float] = {}
+        self.now = 0.0
+        self.hub_out = 0.0  # when the server's link to workers is next free
+        self.hub_in = 0.0  # when its link from workers is next free
+        self.coordinator_free = 0.0
+        self.compute_cpu = 0.0
+        self.error: str | None = None
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> SimResult:
+        self._start()
+        solve_started = self.now
+        c = self.consensus
+        while not c.done and self.error is None:
+            self._round(solve_started)
+            if not c.done:
+                self._decide(solve_started)
+        objective = self._finish() if self.error is None else None
+        for w in self.pool.values():
+            self.lifetimes[w.record.name] = self.now - w.record.invoked_at
+        outcome = Outcome(
+            status=c.status,
+            error=self.error,
+            z=c.z,
+            objective=objective,
+            rounds=self.rounds,
+            workers=self.history,
+            solve_seconds=self.now - solve_started,
+            rho_changes=c.rho_changes,
+            rejected=dict(self.coordinator_decoder.rejected + self.worker_decoder.rejected),
+        )
+        report = self._report(outcome)
+        return SimResult(report, np.array(c.z), None, self.messages, self.decisions)
+
+    def _start(self) -> None:
+        """Invoke every worker, take in their hellos, hand each its blocks' state."""
+        s = self.settings
+        hellos: dict[str, tuple[float, p.Message]] = {}
+        for i, (name, blocks) in enumerate(self.plan.assignment.items()):
+            invoked = i * s.invoke_interval_seconds
+            start = s.cold_start_median_seconds * math.exp(s.cold_start_sigma * self.rng.normal())
+            load = self.speed * sum(self.data.load_seconds[b] for b in blocks)
+            record = WorkerRecord(name, blocks, invocation=f"sim-{i}", invoked_at=invoked)
+            record.load_seconds = load
+            worker = _Worker(record, blocks, last_sent=invoked + start + load)
+            self.pool[name] = worker
+            self.history.append(record)
+            hello = p.Hello(name, blocks, 0, load)
+            hellos[name] = (worker.last_sent, hello)
+        for name, (taken, _) in self._gather(hellos, -1).items():
+            self.pool[name].record.cold_start_seconds = taken - self.pool[name].record.invoked_at
+            self.now = max(self.now, taken)
+            self._assign(name, self.pool[name].blocks, taken)
+
+    def _round(self, solve_started: float) -> None:
+        c, pool = self.consensus, self.pool
+        k = c.iteration
+        st = c.state
+        iterate = p.Iterate(k, tuple(map(float, st.rho)), tuple(map(float, st.tolerance)), c.z)
+        published, received, message = self._broadcast(iterate, k)
+        received = {n: max(t, pool[n].ready_at) for n, t in received.items()}
+        x = np.empty((self.plan.n_blocks, self.plan.features))
+        loss = np.empty(self.plan.n_blocks)
+        evaluations = np.zeros(self.plan.n_blocks, dtype=int)
+        iterations = np.zeros(self.plan.n_blocks, dtype=int)
+        works, answers = {}, {}
+        for name, worker in pool.items():
+            cpu, updates = self._x_steps(worker.blocks, message)
+            works[name] = self.speed * cpu
+            answers[name] = updates
+        finished = processor_sharing(received, works, self.settings.cores)
+        sends: dict[str, tuple[float, p.Message]] = {}
+        for name, updates in answers.items():
+            worker = pool[name]
+            result = p.Result(
+                worker=name,
+                iteration=k,
+                blocks=worker.blocks,
+                loss_at_z=tuple(u.loss_at_z for u in updates),
+                gradient_evaluations=tuple(u.gradient_evaluations for u in updates),
+                solver_iterations=tuple(u.solver_iterations for u in updates),
+                compute_seconds=finished[name] - received[name],
+                idle_seconds=received[name] - worker.last_sent,
+                x=np.stack([u.x for u in updates]),
+            )
+            sends[name] = (finished[name], result)
+        timings = {}
+        for name, (taken, answer) in self._gather(sends, k).items():
+            idx = list(answer.blocks)
+            x[idx], loss[idx] = answer.x, answer.loss_at_z
+            evaluations[idx] = answer.gradient_evaluations
+            iterations[idx] = answer.solver_iterations
+            timings[name] = WorkerTiming(
+                compute=answer.compute_seconds,
+                idle=answer.idle_seconds,
+                communication=max(taken - published - answer.compute_seconds, 0.0),
+            )
+        record, cpu = _timed(
+            lambda: c.reduce(x, loss.tolist(), evaluations.tolist(), iterations.tolist())
+        )
+        self.now = self.coordinator_free + cpu
+        self.rounds.append(RoundReport(record, self.now - solve_started, timings))
+
+    def _x_steps(
+        self, blocks: Sequence[int], message: p.Iterate | p.Finish
+    ) -> tuple[float, list[Any]]:
+        """One worker's part of a round (``faasopt.worker``'s ``_round``), or its losses at the
+        final z; with the CPU seconds it took.
+
+        The block's x_b, u_b, z_u and rho_u are the coordinator's exact copies, which equal the
+        worker's own (:class:`faasopt.solvers.admm.Consensus`); z, rho and the gradient tolerance
+        come from the decoded message, as in a worker.
+        """
+        c, data = self.consensus, self.data.blocks
+        started = time.thread_time()
+        if isinstance(message, p.Finish):
+            out = [logistic_loss(data[b].A, data[b].y, message.z) for b in blocks]
+            return time.thread_time() - started, out
+        st, local = c.state, c.settings.local
+        out = [
+            block_step(
+                data[b].A,
+                data[b].y,
+                st.x[b],
+                st.u[b],
+                message.z,
+                st.z_u,
+                float(message.rho[b]),
+                float(st.rho_u[b]),
+                c.settings.relaxation,
+                with_tolerance(local, message.gradient_tolerance[b]),
+            )
+            for b in blocks
+        ]
+        cpu = time.thread_time() - started
+        self.compute_cpu += cpu
+        return cpu, out
+
+    def _finish(self) -> float:
+        """Broadcast the final z, gather every block's loss there: F(z)."""
+        c = self.consensus
+        _, received, message = self._broadcast(p.Finish(str(c.status), c.z), -1)
+        works, finals = {}, {}
+        for name, worker in self.pool.items():
+            cpu, losses = self._x_steps(worker.blocks, message)
+            works[name] = self.speed * cpu
+            finals[name] = p.Final(name, worker.blocks, tuple(losses), 0)
+        finished = processor_sharing(received, works, self.settings.cores)
+        loss = np.empty(self.plan.n_blocks)
+        answers = {n: (finished[n], m) for n, m in finals.items()}
+        for _, answer in self._gather(answers, -1).values():
+            loss[list(answer.blocks)] = answer.loss_at_z
+        self.now = self.coordinator_free
+        return final_objective(loss.tolist(), c.z, self.plan.settings)
+
+    # --- scale-in -----------------------------------------------------------------------------
+
+    def _decide(self, solve_started: float) -> None:
+        """The scale-in decision after the last round, taken on the virtual history."""
+        last = self.rounds[-1]
+        self.observations.append(
+            scalein.Observation.of_round(
+                last.record.iteration, last.record.objective, last.elapsed_seconds, last.timings
+            )
+        )
+        previous = self.decisions[-1].state if self.decisions else None
+        decision, cpu = _timed(
+            lambda: scalein.decide(self.observations, self.scale_in, previous, self._spend())
+        )
+        self.now += cpu
+        self.decisions.append(decision)
+        if decision.action is scalein.Action.STOP:
+            self.error = f"{decision.reason.value}: stopped by the scale-in guard"
+            for w in self.pool.values():
+                self.lifetimes[w.record.name] = self.now - w.record.invoked_at
+        elif decision.action is scalein.Action.EVICT:
+            self._evict(decision.victim, decision.reason.value)
+
+    def _spend(self) -> scalein.Spend:
+        """Dollars so far and the cost rates, for the budget guard."""
+        price, memory = self._price(), self.plan.memory_mb
+        dollars = sum(
+            cost.worker_dollars(price, memory, seconds) for seconds in self.lifetimes.values()
+        )
+        dollars += sum(
+            cost.worker_dollars(price, memory, self.now - w.record.invoked_at)
+            for w in self.pool.values()
+        )
+        dollars += cost.always_on_dollars(price, self.now)
+        history = self.consensus.history
+        remaining = [
+            scalein.rounds_to_tolerance(
+                [r.primal_residual for r in history], self.plan.settings.primal_tolerance
+            ),
+            scalein.rounds_to_tolerance(
+                [r.dual_residual for r in history], self.plan.settings.dual_tolerance
+            ),
+        ]
+        return scalein.Spend(
+            dollars=dollars,
+            rates=cost.rates(price, memory),
+            remaining_iterations=None if None in remaining else max(remaining),
+        )
+
+    def _evict(self, victim: str, reason: str) -> None:
+        """Retire ``victim``; its blocks go, one by one, to the survivors holding the fewest
+        blocks (ties by name), which get their state and load their data."""
+        gone = self.pool.pop(victim)
+        gone.record.ended = f"evicted: {reason}"
+        self.lifetimes[victim] = self.now - gone.record.invoked_at
+        moved: dict[str, list[int]] = {}
+        for b in gone.blocks:
+            name = min(self.pool, key=lambda n: (len(self.pool[n].blocks), n))
+            self.pool[name].blocks = tuple(sorted((*self.pool[name].blocks, b)))
+            moved.setdefault(name, []).append(b)
+        for name, blocks in moved.items():
+            self._assign(name, tuple(blocks), self.now)
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _assign(self, name: str, blocks: tuple[int, ...], at: float) -> None:
+        """Send ``name`` the state of ``blocks`` (at start, or blocks moved to it); it is ready
+        once the message arrived and, for moved blocks, their data is loaded."""
+        st, worker = self.consensus.state, self.pool[name]
+        idx = list(blocks)
+        assign = p.Assign(
+            worker=name,
+            blocks=blocks,
+            rho_u=tuple(map(float, st.rho_u[idx])),
+            relaxation=self.plan.settings.relaxation,
+            state=np.vstack([st.x[idx], st.u[idx], st.z_u[None]]),
+            **dataclasses.asdict(self.plan.settings.local),
+        )
+        frames, cpu = self._encode(assign, COORDINATOR, -1, copies=1)
+        sent = max(at, self.coordinator_free) + cpu
+        self.coordinator_free = sent
+        arrived = self._to_worker(sent, sum(map(len, frames)))
+        _, decode_cpu = self._decode(self.worker_decoder, frames)
+        load = 0.0
+        if blocks != worker.record.blocks:  # moved blocks: their data is not loaded yet
+            load = self.speed * sum(self.data.load_seconds[b] for b in blocks)
+        taken_in = self.settings.message_overhead_seconds + decode_cpu
+        worker.ready_at = arrived + self.speed * taken_in + load
+
+    def _broadcast(
+        self, message: p.Iterate | p.Finish, iteration: int
+    ) -> tuple[float, dict[str, float], Any]:
+        """Publish ``message`` to the pool: when it left the coordinator, when each worker had
+        it decoded, and the decoded message (every worker decodes the same frames)."""
+        frames, cpu = self._encode(message, COORDINATOR, iteration, copies=len(self.pool))
+        published = max(self.now, self.coordinator_free) + cpu
+        self.coordinator_free = published
+        decoded, decode_cpu = self._decode(self.worker_decoder, frames)
+        size = sum(map(len, frames))
+        received = {}
+        for name in self.rng.permutation(sorted(self.pool)):
+            taken_in = self.settings.message_overhead_seconds + decode_cpu
+            received[str(name)] = self._to_worker(published, size) + self.speed * taken_in
+        return published, received, decoded
+
+    def _to_worker(self, sent: float, size: int) -> float:
+        """Arrival of ``size`` bytes sent at ``sent`` from the coordinator to one worker."""
+        s = self.settings
+        self.hub_out = max(self.hub_out, sent) + size / s.hub_bandwidth
+        return self.hub_out + size / s.worker_bandwidth + s.latency_seconds
+
+    def _gather(
+        self, sends: Mapping[str, tuple[float, p.Message]], iteration: int
+    ) -> dict[str, tuple[float, Any]]:
+        """Workers' answers, sent when given: per worker, when the coordinator started to take
+        it in, and the decoded message. Encoding, the links and the coordinator are queues."""
+        s = self.settings
+        arrivals, frames_of, sizes = {}, {}, {}
+        for name, (ready, message) in sends.items():
+            frames, cpu = self._encode(message, name, iteration, copies=1)
+            sent = ready + self.speed * cpu
+            self.pool[name].last_sent = sent
+            sizes[name] = sum(map(len, frames))
+            frames_of[name] = frames
+            arrivals[name] = sent + s.latency_seconds + sizes[name] / s.worker_bandwidth
+        through = first_come_first_served(
+            arrivals, {n: sizes[n] / s.hub_bandwidth for n in arrivals}, self.hub_in
+        )
+        self.hub_in = max((end for _, end in through.values()), default=self.hub_in)
+        decoded, services = {}, {}
+        for name in through:
+            decoded[name], cpu = self._decode(self.coordinator_decoder, frames_of[name])
+            services[name] = s.message_overhead_seconds + cpu
+        taken = first_come_first_served(
+            {n: end for n, (_, end) in through.items()}, services, self.coordinator_free
+        )
+        self.coordinator_free = max((end for _, end in taken.values()), default=self.now)
+        return {n: (start, decoded[n]) for n, (start, _) in taken.items()}
+
+    def _encode(
+        self, message: p.Message, sender: str, iteration: int, copies: int
+    ) -> tuple[list[bytes], float]:
+        msg_id = self.msg_ids.get(sender, 0)
+        self.msg_ids[sender] = msg_id + 1
+        frames, cpu = _timed(
+            lambda: p.encode(message, self.key, sender, msg_id, self.settings.max_payload)
+        )
+        self.messages.append(
+            MessageRecord(message.KIND, sender, iteration, msg_id, tuple(map(len, frames)), copies)
+        )
+        return frames, cpu
+
+    @staticmethod
+    def _decode(decoder: p.Decoder, frames: Sequence[bytes]) -> tuple[Any, float]:
+        def feed():
+            message = None
+            for frame in frames:
+                message = decoder.feed(frame)
+            if message is None:
+                raise RuntimeError(f"frames did not decode: {dict(decoder.rejected)}")
+            return message
+
+        return _timed(feed)
+
+    # --- the report ---------------------------------------------------------------------------
+
+    def _price(self) -> cost.Price:
+        return cost.price_of("sim", models=self.settings.prices)
+
+    def _report(self, outcome: Outcome) -> dict[str, Any]:
+        report = build_report(self.plan, outcome, self.now, peak_rss_bytes())
+        bill = cost.job_cost(self._price(), self.plan.memory_mb, self.lifetimes, self.now)
+        report.update(bill.to_dict())
+        report["predicted"] = True
+        report["simulation"] = {
+            "settings": dataclasses.asdict(self.settings),
+            "speedFactor": self.speed,
+            "memoryMB": self.plan.memory_mb,
+            "computeCpuSeconds": self.compute_cpu,
+            "messages": _traffic(self.messages),
+        }
+        report["scaleIn"] = {
+            "policy": self.scale_in.policy,
+            "evictions": sum(d.action is scalein.Action.EVICT for d in self.decisions),
+            "decisions": [d.to_dict() for d in self.decisions],
+        }
+        by_round = {d.iteration: d.to_dict() for d in self.decisions}
+        for entry in report["trace"]:
+            entry["scaleIn"] = by_round.get(entry["iteration"])
+        return report
+
+
+def _traffic(messages: Sequence[MessageRecord]) -> dict[str, Any]:
+    """Messages and bytes by kind: sent (once per publish) and delivered (once per receiver)."""
+    kinds: dict[str, dict[str, int]] = {}
+    for m in messages:
+        entry = kinds.setdefault(m.kind, {"messages": 0, "frames": 0, "bytes": 0, "delivered": 0})
+        entry["messages"] += 1
+        entry["frames"] += len(m.frames)
+        entry["bytes"] += m.bytes
+        entry["delivered"] += m.bytes * m.copies
+    return {
+        "bytes": sum(k["bytes"] for k in kinds.values()),
+        "deliveredBytes": sum(k["delivered"] for k in kinds.values()),
+        "byKind": kinds,
+    }
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    """``call()`` and the CPU seconds of this thread it took."""
+    started = time.thread_time()
+    out = call()
+    return out, time.thread_time() - started
+
+
+def round_seconds(report: Mapping[str, Any]) -> list[float]:
+    """Each round's duration from a report's trace (end of the previous round to its end)."""
+    ends = [0.0] + [e["elapsedSeconds"] for e in report["trace"]]
+    return [b - a for a, b in pairwise(ends)]
+
+
+def median_round_seconds(report: Mapping[str, Any], skip: int = 1) -> float:
+    """Median round time, leaving out the first ``skip`` rounds (start-up effects)."""
+    return statistics.median(round_seconds(report)[skip:])
