@@ -58,8 +58,23 @@ RULES: dict[tuple[str, str | None], dict[str, Any]] = {
             }
         ]
     },
+    ("ScaleIn", None): {  # ScaleIn._delta_within_interval
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.deltaSeconds <= self.intervalSeconds",
+                "message": "deltaSeconds must be <= intervalSeconds",
+                "fieldPath": ".deltaSeconds",
+            }
+        ]
+    },
     ("TrainingJobSpec", None): {  # plan.plan_job: B <= rows, known from the spec for synthetic data
         "x-kubernetes-validations": [
+            {  # TrainingJob._cross_field
+                "rule": "!has(self.scaleIn) || !has(self.scaleIn.minWorkers) || "
+                "self.scaleIn.minWorkers <= self.workers.count",
+                "message": "scaleIn.minWorkers must be <= workers.count",
+                "fieldPath": ".scaleIn.minWorkers",
+            },
             {
                 "rule": "!has(self.problem.data.synthetic) || "
                 "(has(self.workers.blocks) ? self.workers.blocks : self.workers.count) "
@@ -67,7 +82,7 @@ RULES: dict[tuple[str, str | None], dict[str, Any]] = {
                 "message": "workers.blocks (count when unset) must be <= "
                 "problem.data.synthetic.samples",
                 "fieldPath": ".workers",
-            }
+            },
         ]
     },
 }

@@ -34,8 +34,8 @@ from faasopt.platforms.processes import peak_rss_bytes
 from faasopt.report import build_report
 from faasopt.spec import TrainingJob
 
-PLATFORM = "pods"
-"""The platform the operator starts (``auto`` jobs included)."""
+DOOR = "operator"
+"""The door this is (faasopt.plan.resolve_platform): pods for ``auto`` jobs."""
 FINISHED = ("Succeeded", "Failed")
 MUTABLE_SPEC = ("runPolicy",)
 """Top-level spec fields that may change after a job started (Kubeflow's rule, and ours)."""
@@ -99,7 +99,7 @@ def parse(body: dict[str, Any]) -> TrainingJob:
     source = f"{meta.get('namespace')}/{meta.get('name')}"
     job = TrainingJob.from_dict(document, source=source)
     try:
-        resolve_platform(job, PLATFORM)
+        resolve_platform(job, DOOR)
     except SpecError as exc:
         raise SpecError(exc.problems, source) from None
     return job
@@ -292,7 +292,7 @@ async def run_job(
     remaining = None if deadline is None else deadline - time.time()
     if remaining is not None and remaining <= 0:
         return Finish(None, "DeadlineExceeded", _deadline_message(job))
-    plan = dataclasses.replace(plan_job(job, where=PLATFORM), active_deadline_seconds=remaining)
+    plan = dataclasses.replace(plan_job(job, where=DOOR), active_deadline_seconds=remaining)
     started = time.perf_counter()
     metrics = JobMetrics(plan, registry) if registry is not None else None
     nc = await connect(nats.url, f"{plan.namespace}/{plan.name}/operator", nats.token)

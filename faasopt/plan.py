@@ -64,30 +64,43 @@ def resolve_source(job: TrainingJob) -> tuple[dict[str, Any], int, int]:
     return {"libsvm": info.index(blocks).to_wire()}, info.rows, info.features
 
 
-RUNNERS = {"local": "`faasopt run`", "pods": "the operator on a cluster"}
-"""Which door starts workers of each platform."""
+DOORS = {"run": "`faasopt run`", "operator": "the operator on a cluster"}
+"""The doors that start a job's workers."""
+DOOR_OF = {
+    "local": "run",
+    "sim": "run",
+    "pods": "operator",
+    "knative": "operator",
+    "openfaas": "operator",
+    "lambda": "operator",
+}
+"""Which door starts the workers of each platform."""
+AUTO = {"run": "local", "operator": "pods"}
+"""The platform ``auto`` means at each door."""
 
 
 def resolve_platform(job: TrainingJob, where: str) -> str:
-    """The platform the job's workers run on when started by ``where`` (local or pods).
+    """The platform the job's workers run on when started by door ``where`` (run or operator).
 
     ``auto`` follows the door; a platform the door cannot start is a SpecError naming the field.
     """
     asked = job.spec.workers.platform
-    if asked in ("auto", where):
-        return where
+    if asked == "auto":
+        return AUTO[where]
+    if DOOR_OF[asked] == where:
+        return asked
     raise SpecError(
         [
             FieldProblem(
                 "spec.workers.platform",
-                f"{asked} workers are started by {RUNNERS[asked]}, not by {RUNNERS[where]}; "
+                f"{asked} workers are started by {DOORS[DOOR_OF[asked]]}, not by {DOORS[where]}; "
                 "use auto to let the door choose",
             )
         ]
     )
 
 
-def plan_job(job: TrainingJob, workers: int | None = None, where: str = "local") -> JobPlan:
+def plan_job(job: TrainingJob, workers: int | None = None, where: str = "run") -> JobPlan:
     """Resolve data and placement; raises SpecError or DataError before anything starts.
 
     ``workers`` overrides ``spec.workers.count`` (the CLI's ``--workers``); the number of blocks

@@ -208,11 +208,12 @@ class Straggler(_Model):
 class Workers(_Model):
     """Where and how many workers run. Workers are placement: the math lives in the blocks."""
 
-    platform: Literal["auto", "local", "pods"] = Field(
+    platform: Literal["auto", "local", "sim", "pods", "knative", "openfaas", "lambda"] = Field(
         "auto",
         description=(
             "Where workers run. auto: local processes under `faasopt run`, Pods under the "
-            "operator; local: processes (faasopt run only); pods: plain Pods (the operator only)."
+            "operator. `faasopt run` starts local (processes) and sim (simulated, one process); "
+            "the operator starts pods, knative, openfaas and lambda."
         ),
     )
     count: StrictInt = Field(4, ge=1, description="Workers started.")
@@ -227,7 +228,44 @@ class Workers(_Model):
 
 
 class ScaleIn(_Model):
-    policy: Literal["none"] = Field("none", description="Scale-in policies are not built yet.")
+    """Shrinking the pool while training (seed 002, Sec. 4.2; docs/scale-in.md)."""
+
+    policy: Literal["none", "auto", "idle"] = Field(
+        "none",
+        description=(
+            "auto: MLLess's scheduler (evict while the projected loss gap stays under "
+            "threshold); idle: evict while the pool idles more than idleShare; none."
+        ),
+    )
+    interval_seconds: PositiveFloat = Field(20.0, description="T: at most one eviction per T.")
+    delta_seconds: PositiveFloat = Field(10.0, description="Delta, the horizon of s_Delta (<= T).")
+    threshold: PositiveFloat = Field(0.15, description="S, the largest projected loss gap.")
+    knee_tolerance: PositiveFloat = Field(
+        0.01, description="Slope of the normalized objective that marks the knee."
+    )
+    knee_patience: StrictInt = Field(5, ge=1, description="Checks the knee must hold.")
+    ewma_span: StrictInt = Field(20, ge=1, description="Span of the smoothing EWMAs.")
+    min_workers: StrictInt = Field(1, ge=1, description="The pool never shrinks below this.")
+    min_fit_points: StrictInt = Field(5, ge=4, description="Rounds to fit the current curve.")
+    idle_share: StrictFloat = Field(
+        0.5, gt=0, lt=1, description="idle evicts above this idle / (idle + compute)."
+    )
+    window_rounds: StrictInt = Field(10, ge=1, description="Rounds the idle share looks at.")
+
+    @model_validator(mode="after")
+    def _delta_within_interval(self) -> ScaleIn:
+        if self.delta_seconds > self.interval_seconds:
+            raise ValueError(
+                f"deltaSeconds ({self.delta_seconds:g}) must be <= intervalSeconds "
+                f"({self.interval_seconds:g})"
+            )
+        return self
+
+
+class Budget(_Model):
+    """What the job may cost (faasopt.cost prices); past it the job stops, best z kept."""
+
+    dollars: PositiveFloat = Field(description="US dollars for workers and always-on machines.")
 
 
 class RunPolicy(_Model):
@@ -244,6 +282,7 @@ class TrainingJobSpec(_Model):
     algorithm: Algorithm = Algorithm()
     workers: Workers = Workers()
     scale_in: ScaleIn = ScaleIn()
+    budget: Budget | None = None
     run_policy: RunPolicy = RunPolicy()
 
 
@@ -274,16 +313,24 @@ class TrainingJob(_Model):
 
     @model_validator(mode="after")
     def _cross_field(self) -> TrainingJob:
-        workers = self.spec.workers
+        workers, problems = self.spec.workers, []
         if workers.blocks is not None and workers.blocks < workers.count:
-            raise SpecError(
-                [
-                    FieldProblem(
-                        "spec.workers.blocks",
-                        f"must be >= count ({workers.count}), got {workers.blocks}",
-                    )
-                ]
+            problems.append(
+                FieldProblem(
+                    "spec.workers.blocks",
+                    f"must be >= count ({workers.count}), got {workers.blocks}",
+                )
             )
+        if self.spec.scale_in.min_workers > workers.count:
+            problems.append(
+                FieldProblem(
+                    "spec.scaleIn.minWorkers",
+                    f"must be <= workers.count ({workers.count}), got "
+                    f"{self.spec.scale_in.min_workers}",
+                )
+            )
+        if problems:
+            raise SpecError(problems)
         return self
 
     @property

@@ -266,6 +266,7 @@ def test_every_spec_py_validator_has_a_crd_counterpart():
         "Data._exactly_one": ("Data", None),
         "Libsvm._supported_uri": ("Libsvm", "uri"),
         "TrainingJob._cross_field": ("Workers", None),
+        "ScaleIn._delta_within_interval": ("ScaleIn", None),
     }
     validators = {
         f"{model.__name__}.{name}"

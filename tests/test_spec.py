@@ -105,7 +105,7 @@ BAD = [
     ({"spec": {"runPolicy": {"suspend": "yes"}}}, "spec.runPolicy.suspend: must be true or false, got 'yes'"),
     ({"spec": {"runPolicy": {"suspend": 1}}}, "spec.runPolicy.suspend: must be true or false, got 1"),
     ({"spec": {"workers": {"count": 4, "blocks": 2}}}, "spec.workers.blocks: must be >= count (4)"),
-    ({"spec": {"workers": {"platform": "lambda"}}}, "spec.workers.platform: must be one of 'auto', 'local' or 'pods'"),
+    ({"spec": {"workers": {"platform": "cloudrun"}}}, "spec.workers.platform: must be one of 'auto', 'local', 'sim', 'pods', 'knative', 'openfaas' or 'lambda'"),
     ({"spec": {"workers": {"memoryMB": 10}}}, "spec.workers.memoryMB: must be >= 64"),
     ({"spec": {"workers": {"replicas": 3}}}, "spec.workers.replicas: unknown field"),
     ({"spec": {"runPolicy": {"suspend": "maybe"}}}, "spec.runPolicy.suspend: must be true or false"),
@@ -126,6 +126,10 @@ BAD = [
         {"spec": {"problem": {"data": {"synthetic": {"samples": 3}}}, "workers": {"count": 2, "blocks": 4}}},
         "spec.workers.blocks: must be <= the data's rows (3), got 4",
     ),
+    ({"spec": {"scaleIn": {"policy": "auto", "intervalSeconds": 5.0, "deltaSeconds": 10.0}}}, "spec.scaleIn: deltaSeconds (10) must be <= intervalSeconds (5)"),
+    ({"spec": {"scaleIn": {"policy": "auto", "minWorkers": 3}}}, "spec.scaleIn.minWorkers: must be <= workers.count (2), got 3"),
+    ({"spec": {"scaleIn": {"policy": "sometimes"}}}, "spec.scaleIn.policy: must be one of 'none', 'auto' or 'idle'"),
+    ({"spec": {"budget": {"dollars": 0.0}}}, "spec.budget.dollars: must be > 0"),
     ({"spec": {"workers": {"platform": "pods"}}}, "spec.workers.platform: pods workers are started by the operator on a cluster, not by `faasopt run`"),
 ]  # fmt: skip
 
