@@ -256,6 +256,7 @@ def write_manifest(folder: Path, args: argparse.Namespace, workers: int) -> Path
                 "admm": {
                     "rho": s.rho,
                     "penalty": s.penalty.value,
+                    "relaxation": s.relaxation,  # the reference's settings, not the defaults
                     "maxIterations": s.max_iterations,
                     "primalTolerance": s.primal_tolerance,
                     "dualTolerance": s.dual_tolerance,
@@ -265,6 +266,7 @@ def write_manifest(folder: Path, args: argparse.Namespace, workers: int) -> Path
                         "relativeImprovement": s.local.relative_improvement,
                         "minIterations": s.local.min_iterations,
                         "maxIterations": s.local.max_iterations,
+                        "toleranceSchedule": s.tolerance_schedule.value,
                     },
                 }
             },

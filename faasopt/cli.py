@@ -57,6 +57,17 @@ def validate(
     )
 
 
+def _sim_model(value: str | None) -> str | None:
+    """``--sim-model`` checked against :class:`faasopt.runner.SimModel` (imported when used)."""
+    if value is None:
+        return None
+    from faasopt.runner import SimModel
+
+    if value not in set(SimModel):
+        raise typer.BadParameter(f"must be one of {', '.join(SimModel)}, got {value!r}")
+    return value
+
+
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="A TrainingJob manifest (YAML).")],
@@ -95,8 +106,22 @@ def run(
             envvar="FAASOPT_CHECKPOINT_STORE",
         ),
     ] = None,
+    sim_model: Annotated[
+        str | None,
+        typer.Option(
+            help="What a `platform: sim` job models: lambda (default: AWS Lambda workers) "
+            "or local (worker processes on this machine).",
+            envvar="FAASOPT_SIM_MODEL",
+            callback=_sim_model,
+        ),
+    ] = None,
 ) -> None:
-    """Solve a TrainingJob locally: a nats-server, worker processes and a coordinator."""
+    """Solve a TrainingJob locally: a nats-server, worker processes and a coordinator.
+
+    With `workers.platform: sim` the job runs on the simulated platform in this process: the
+    same iterates, report and plots, with times and dollars that are predictions.
+    """
+    from faasopt.runner import DEFAULT_SIM_MODEL
     from faasopt.runner import run as run_job
 
     if resume and out is None and checkpoint_store is None:
@@ -118,6 +143,7 @@ def run(
                 metrics_linger_seconds=metrics_linger,
                 resume=resume,
                 checkpoint_store=checkpoint_store,
+                sim_model=sim_model or DEFAULT_SIM_MODEL,
             )
     except (SpecError, DataError) as exc:
         raise _bad_input(exc) from None
@@ -127,6 +153,8 @@ def run(
     except Interrupted as exc:
         err_console.print("interrupted: workers and nats-server stopped")
         raise typer.Exit(128 + exc.signum) from None
+    if result.report.get("predicted"):
+        display.replay(result.report)
     if out is not None and plots:
         from faasopt.plots import write_plots
 
@@ -205,6 +233,45 @@ def bench_algorithms(
     raise typer.Exit(_bench_script("algorithms").main(argv))
 
 
+@bench_app.command("scaling")
+def bench_scaling(
+    quick: Annotated[
+        bool, typer.Option(help="A 10x smaller instance in 64 blocks, W up to 64, no variants.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="JSON results file, PNGs beside it (default: ./scaling[_quick].json)."),
+    ] = None,
+    local: Annotated[
+        str | None,
+        typer.Option(
+            help="Worker counts run for real as local processes, e.g. 2,4 ('' for none; "
+            "default: faasopt.scaling.LOCAL_COUNTS)."
+        ),
+    ] = None,
+    variants: Annotated[
+        bool, typer.Option(help="Also the runs with the model parameters that explain the gap.")
+    ] = True,
+) -> None:
+    """The paper's scaling experiment (seed 001, Figs. 4, 5, 9) on sim (Lambda-like) and local:
+    relative speedup and efficiency vs W = 4, idle vs compute, responsiveness."""
+    import os
+
+    from faasopt.payload import WORKER_ENV
+
+    os.environ.update(WORKER_ENV)  # one BLAS thread, as the workers run (before numpy loads)
+    from faasopt.scaling import bench_name
+    from faasopt.scaling import bench_scaling as run_bench
+
+    run_bench(
+        out or Path(f"{bench_name(quick)}.json"),
+        quick=quick,
+        local_counts=None if local is None else [int(w) for w in local.split(",") if w],
+        variants=variants,
+        echo=typer.echo,
+    )
+
+
 class _Progress:
     """A live table on a terminal, one plain line per iteration otherwise (both on stderr)."""
 
@@ -227,26 +294,66 @@ class _Progress:
     def start(self, plan) -> None:
         self.plan = plan
         self.started = time.perf_counter()
+        starting = (
+            "simulating on a virtual clock (figures are predictions)"
+            if plan.platform == "sim"
+            else "nats-server and workers starting"
+        )
         message = (
             f"{plan.namespace}/{plan.name}: {plan.rows} x {plan.features}, {plan.n_blocks} blocks, "
-            f"{plan.workers} {plan.platform} workers, nats-server and workers starting"
+            f"{plan.workers} {plan.platform} workers, {starting}"
         )
         if self.live is not None:
             self.live.update(message)
         else:
             err_console.print(message, highlight=False, soft_wrap=True)
 
+    def line(
+        self,
+        iteration: int,
+        objective: float,
+        primal: float,
+        dual: float,
+        rho: float,
+        workers: int,
+        elapsed: str,
+    ) -> None:
+        """One plain progress line."""
+        s = self.plan.settings
+        err_console.print(
+            f"iter {iteration:4d}  objective {objective:.6e}  "
+            f"r {primal:.2e}/{s.primal_tolerance:.0e}  "
+            f"s {dual:.2e}/{s.dual_tolerance:.0e}  rho {rho:.3g}  "
+            f"workers {workers}  {elapsed}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def replay(self, report: dict) -> None:
+        """The lines of a simulated run, from its report, with predicted times."""
+        for e in report["trace"]:
+            self.line(
+                e["iteration"],
+                e["objective"],
+                e["primalResidual"],
+                e["dualResidual"],
+                e["rho"],
+                e["workers"],
+                f"{e['elapsedSeconds']:.2f}s predicted",
+            )
+
     def round(self, report) -> None:
         r, s = report.record, self.plan.settings
         elapsed = time.perf_counter() - self.started
         if self.live is None:
-            err_console.print(
-                f"iter {r.iteration:4d}  objective {r.objective:.6e}  "
-                f"r {r.primal_residual:.2e}/{s.primal_tolerance:.0e}  "
-                f"s {r.dual_residual:.2e}/{s.dual_tolerance:.0e}  rho {r.rho:.3g}  "
-                f"workers {len(report.timings)}  {elapsed:.1f}s",
-                highlight=False,
-                soft_wrap=True,
+            self.line(
+                r.iteration,
+                r.objective,
+                r.primal_residual,
+                r.dual_residual,
+                r.rho,
+                len(report.timings),
+                f"{elapsed:.1f}s",
             )
             return
         table = Table(title=f"{self.plan.namespace}/{self.plan.name}", title_justify="left")
@@ -267,7 +374,10 @@ class _Progress:
 def _summary(report: dict, out: Path | None) -> None:
     from faasopt.report import summary_rows
 
-    table = Table(title="faasopt run", show_header=False, title_justify="left")
+    title = "faasopt run"
+    if report.get("predicted"):
+        title += f" (predicted by the sim, model {report['simulation']['model']})"
+    table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("", style="bold")
     table.add_column("")
     rows = summary_rows(report)

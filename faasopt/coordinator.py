@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from nats.errors import Error as NatsError
 
+from faasopt import cost, scalein
 from faasopt import protocol as p
 from faasopt.checkpoint import (
     Checkpoint,
@@ -29,6 +30,7 @@ from faasopt.checkpoint import (
 from faasopt.checkpoint import key as checkpoint_key
 from faasopt.errors import (
     FaasoptError,
+    GuardStop,
     JobDeadlineError,
     PlatformError,
     ProtocolError,
@@ -67,6 +69,10 @@ class CoordinatorSettings:
     """How often a wait checks that the workers are still alive."""
 
 
+EVICTED = "evicted"
+"""How the ``ended`` of a worker that scale-in evicted begins."""
+
+
 @dataclass
 class WorkerRecord:
     """What the coordinator learned about one worker."""
@@ -83,7 +89,13 @@ class WorkerRecord:
     """Part of the cold start spent loading the worker's blocks, as the worker measured it."""
     peak_rss_bytes: int | None = None
     ended: str | None = None
-    """Why it left the pool early (exit status, silence), or None."""
+    """Why it left the pool early (exit status, silence, eviction), or None."""
+    ended_at: float | None = None
+    """When it left the pool (perf_counter); None while it is in it."""
+
+    def retire(self, why: str) -> None:
+        """It leaves the pool early, for ``why``, now."""
+        self.ended, self.ended_at = why, time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,8 @@ class RoundReport:
     elapsed_seconds: float
     """Since the first broadcast, when this round's z_{k+1} was computed."""
     timings: dict[str, WorkerTiming]
+    dollars: float = 0.0
+    """The job's cost so far (faasopt.cost), when this round ended."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "timings": {n: asdict(t) for n, t in self.timings.items()}}
@@ -116,6 +130,7 @@ class RoundReport:
             ),
             elapsed_seconds=data["elapsed_seconds"],
             timings={n: WorkerTiming(**t) for n, t in data["timings"].items()},
+            dollars=data.get("dollars", 0.0),
         )
 
 
@@ -137,6 +152,13 @@ class Outcome:
     """Speculative copies started for stragglers (``workers.straggler: speculate``)."""
     speculation_wins: int = 0
     """Rounds in which a copy answered before its straggler."""
+    lifetimes: dict[str, float] = field(default_factory=dict)
+    """Seconds each worker was in the pool, from its invocation: what it is billed for."""
+    scale_in: dict[str, Any] | None = None
+    """The scale-in policy and every decision (:meth:`faasopt.scalein.Tracker.to_report`)."""
+    guard: str | None = None
+    """The reason a scale-in guard stopped the run (BudgetExceeded, DeadlineExceeded), if one
+    did; ``error`` says more."""
 
     @property
     def replacements(self) -> int:
@@ -215,6 +237,9 @@ class Coordinator:
         self._copies: dict[str, str] = {}  # speculative copy -> the straggler it races
         self.speculations = 0
         self.speculation_wins = 0
+        self.tracker = scalein.Tracker(plan.scale_in)
+        self.price = cost.price_of(plan.platform)
+        self._started = time.perf_counter()
         self.store = store
         self.fingerprint = fingerprint(plan.settings, plan.source, plan.n_blocks)
         self._checkpointed = (0, time.perf_counter())  # (iteration, when)
@@ -253,14 +278,14 @@ class Coordinator:
     async def run(self) -> Outcome:
         """Start the workers, iterate to the end, collect the final objective. Never raises
         a FaasoptError: a failed run is an Outcome with ``error`` set."""
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         if self.plan.active_deadline_seconds:
             self._deadline = started + self.plan.active_deadline_seconds
         sub = await self.nc.subscribe(self.subjects.up, cb=self._on_message)
         beats = await self.nc.subscribe(self.subjects.hb, cb=self._on_message)
         await self.nc.flush()  # subscribed at the server before any worker can say hello
         solve_started = started
-        error = None
+        error = guard = None
         objective = None
         try:
             for name, blocks in self.plan.assignment.items():
@@ -272,6 +297,8 @@ class Coordinator:
             objective = await self._finish()
         except (FaasoptError, NatsError) as exc:
             error = str(exc) if isinstance(exc, FaasoptError) else f"NATS: {exc}"
+            if isinstance(exc, GuardStop):
+                guard = exc.reason
             with contextlib.suppress(NatsError):  # workers also leave when NATS is gone
                 await self._publish(self.subjects.ctl, p.Stop(error[:200]))
         finally:
@@ -290,7 +317,20 @@ class Coordinator:
             rejected=dict(self.decoder.rejected),
             speculations=self.speculations,
             speculation_wins=self.speculation_wins,
+            lifetimes=self.lifetimes(),
+            guard=guard,
+            scale_in=self.tracker.to_report() if self.tracker.active else None,
         )
+
+    def lifetimes(self) -> dict[str, float]:
+        """Seconds each worker has been (or was) in the pool, from its invocation."""
+        now = time.perf_counter()
+        return {w.name: (w.ended_at or now) - w.invoked_at for w in self.history}
+
+    def dollars(self) -> float:
+        """The job's cost so far: its workers' lifetimes and the always-on machines."""
+        seconds = time.perf_counter() - self._started
+        return cost.job_cost(self.price, self.plan.memory_mb, self.lifetimes(), seconds).total
 
     # --- the pool -------------------------------------------------------------------------
 
@@ -319,7 +359,7 @@ class Coordinator:
         A lost racer of a speculative pair needs no replacement: the other one goes on.
         """
         old = self.workers.pop(name)
-        old.ended = why
+        old.retire(why)
         self._starting.discard(name)
         self.platform.retire(name)
         if name in self._copies:
@@ -375,7 +415,7 @@ class Coordinator:
             self.speculation_wins += 1
             why = f"straggler: its copy {name} answered first"
         loser = self.workers.pop(partner)
-        loser.ended = why
+        loser.retire(why)
         self._starting.discard(partner)
         self.platform.retire(partner)
         answered.setdefault(partner, answered[name])
@@ -386,19 +426,72 @@ class Coordinator:
         record.cold_start_seconds = received - record.invoked_at
         record.load_seconds = hello.load_seconds
         self._starting.discard(hello.worker)
-        idx = list(record.blocks)
+        await self._publish(
+            self.subjects.worker(record.name), self._assignment(record.name, record.blocks)
+        )
+        if self._in_flight is not None:
+            await self._publish(self.subjects.worker(record.name), self._in_flight)
+
+    def _assignment(self, name: str, blocks: tuple[int, ...]) -> p.Assign:
+        """The exact state of ``blocks`` for worker ``name`` (at its start, or moved to it)."""
+        idx = list(blocks)
         st = self.consensus.state
-        assign = p.Assign(
-            worker=record.name,
-            blocks=record.blocks,
+        return p.Assign(
+            worker=name,
+            blocks=blocks,
             rho_u=tuple(map(float, st.rho_u[idx])),
             relaxation=self.plan.settings.relaxation,
             state=np.vstack([st.x[idx], st.u[idx], st.z_u[None]]),
             **asdict(self.plan.settings.local),
         )
-        await self._publish(self.subjects.worker(record.name), assign)
-        if self._in_flight is not None:
-            await self._publish(self.subjects.worker(record.name), self._in_flight)
+
+    async def _scale_in(self, report: RoundReport) -> None:
+        """Observe the round and carry out the decision: evict one worker, or stop the job."""
+        if not self.tracker.active or self.consensus.done:
+            return
+        history, s = self.consensus.history, self.plan.settings
+        spend = scalein.Spend(
+            dollars=report.dollars,
+            rates=cost.rates(self.price, self.plan.memory_mb),
+            remaining_iterations=scalein.remaining_rounds(
+                [r.primal_residual for r in history],
+                [r.dual_residual for r in history],
+                s.primal_tolerance,
+                s.dual_tolerance,
+            ),
+        )
+        observation = scalein.Observation.of_round(
+            report.record.iteration, report.record.objective, report.elapsed_seconds, report.timings
+        )
+        decision = self.tracker.after_round(observation, spend)
+        if decision.action is scalein.Action.EVICT and decision.victim in self.workers:
+            await self._evict(decision.victim, decision.reason.value)
+        elif decision.action is scalein.Action.STOP:
+            projected = decision.figures.projected_dollars
+            ahead = f", ${projected:.6g} projected to converge" if projected is not None else ""
+            raise GuardStop(
+                decision.reason.value,
+                f"stopped after round {report.record.iteration}: ${report.dollars:.6g} spent"
+                f"{ahead}; the solution is the last z",
+            )
+
+    async def _evict(self, victim: str, why: str) -> None:
+        """Retire ``victim``; each of its blocks goes to the admitted survivor holding the fewest
+        blocks (ties by name), which is handed their exact state: the iterates do not change."""
+        survivors = sorted(set(self.workers) - {victim} - self._starting)
+        if not survivors:  # nobody ready to take the blocks over: keep the pool this round
+            return
+        gone = self.workers.pop(victim)
+        gone.retire(f"{EVICTED}: {why}")
+        await self._publish(self.subjects.worker(victim), p.Stop(gone.ended))
+        self.platform.retire(victim)
+        moved: dict[str, list[int]] = {}
+        for block in gone.blocks:
+            name = min(survivors, key=lambda n: (len(self.workers[n].blocks), n))
+            self.workers[name].blocks = tuple(sorted((*self.workers[name].blocks, block)))
+            moved.setdefault(name, []).append(block)
+        for name, blocks in moved.items():
+            await self._publish(self.subjects.worker(name), self._assignment(name, tuple(blocks)))
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -438,11 +531,14 @@ class Coordinator:
         await self._gather(result, f"round {k}", patience, in_flight=iterate)
         self._slowest_round = max(self._slowest_round, time.perf_counter() - sent)
         record = c.reduce(x, loss.tolist(), evaluations.tolist(), iterations.tolist())
-        report = RoundReport(record, time.perf_counter() - solve_started, timings)
+        report = RoundReport(record, time.perf_counter() - solve_started, timings, self.dollars())
         self.rounds.append(report)
         await self._checkpoint()
-        if self.on_round is not None:
-            self.on_round(report)
+        try:
+            await self._scale_in(report)
+        finally:  # observers see the round, and the eviction or stop it led to
+            if self.on_round is not None:
+                self.on_round(report)
 
     async def _finish(self) -> float:
         finish = p.Finish(str(self.consensus.status), self.consensus.z)

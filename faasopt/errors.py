@@ -73,3 +73,12 @@ class JobDeadlineError(FaasoptError, TimeoutError):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         super().__init__(f"job exceeded its active deadline of {seconds:g} s")
+
+
+class GuardStop(FaasoptError):
+    """A scale-in guard ended the job (reason BudgetExceeded or DeadlineExceeded); the last z is
+    the solution."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")

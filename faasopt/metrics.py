@@ -11,9 +11,8 @@ ceil(W / 10) per round and say nothing about stragglers).
 Scrape with ``honor_labels: true`` (a ServiceMonitor's ``honorLabels``): the ``job`` label is the
 TrainingJob's, not the scrape job's.
 
-Not exported yet, because nothing measures them yet: ``faasopt_job_cost_dollars_total`` and
-``faasopt_job_perf_per_dollar`` (they need the cost model), ``faasopt_worker_rotations_total``,
-``faasopt_scalein_evictions_total`` and ``faasopt_messages_bytes_total``.
+Not exported yet, because nothing measures them yet: ``faasopt_worker_rotations_total`` and
+``faasopt_messages_bytes_total``.
 """
 
 from __future__ import annotations
@@ -25,14 +24,14 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.utils import floatToGoString
 
-from faasopt.coordinator import Outcome, RoundReport, WorkerRecord
+from faasopt.coordinator import EVICTED, Outcome, RoundReport, WorkerRecord
 from faasopt.errors import PlatformError
 from faasopt.plan import JobPlan
 from faasopt.report import slowest
@@ -114,6 +113,21 @@ SPECS: dict[str, Spec] = {
             "faasopt_worker_replacements_total",
             "counter",
             "Workers started to take over the blocks of one that died or went silent.",
+        ),
+        Spec(
+            "faasopt_scalein_evictions_total",
+            "counter",
+            "Workers evicted by scale-in; their blocks moved to the survivors.",
+        ),
+        Spec(
+            "faasopt_job_cost_dollars_total",
+            "counter",
+            "The job's cost so far in US dollars (faasopt.cost): workers and always-on machines.",
+        ),
+        Spec(
+            "faasopt_job_perf_per_dollar",
+            "gauge",
+            "1 / (wall seconds x dollars) of the finished job (seed 002, 6.2); 0 while it runs.",
         ),
         Spec(
             "faasopt_worker_slowest_round_ratio",
@@ -223,6 +237,8 @@ class JobMetrics:
         self._slowest: Tally[str] = Tally()
         self._cold: set[tuple[str, str]] = set()
         self._replacements: set[str] = set()
+        self._evictions: set[str] = set()
+        self._dollars = 0.0
         self._rejected_seen: Tally[str] = Tally()
         self._m["faasopt_job_running"].set(1)
         fams.jobs[self.labels] = self
@@ -240,6 +256,7 @@ class JobMetrics:
         m["faasopt_job_primal_residual"].set(r.primal_residual)
         m["faasopt_job_dual_residual"].set(r.dual_residual)
         m["faasopt_job_workers"].set(len(report.timings))
+        self._spent(report.dollars)
         for t in report.timings.values():
             m["faasopt_worker_compute_seconds"].observe(t.compute)
             m["faasopt_worker_idle_seconds"].observe(t.idle)
@@ -255,15 +272,23 @@ class JobMetrics:
         self._count_workers(workers)
         self._count_rejected(rejected)
 
-    def finish(self, outcome: Outcome) -> None:
-        """The end of the run: final objective, elapsed solve time, late rejections."""
+    def finish(self, outcome: Outcome, report: Mapping[str, Any]) -> None:
+        """The end of the run: final objective, elapsed solve time, late rejections, the bill
+        (from the run's report)."""
         if outcome.objective is not None:
             self._m["faasopt_job_objective"].set(outcome.objective)
         with self._lock:
             self._elapsed_seconds = outcome.solve_seconds
         self._count_workers(outcome.workers)
         self._count_rejected(outcome.rejected)
+        self._spent(report["costDollars"])
+        self._m["faasopt_job_perf_per_dollar"].set(report["perfPerDollar"])
         self.stop()
+
+    def _spent(self, dollars: float) -> None:
+        if dollars > self._dollars:
+            self._m["faasopt_job_cost_dollars_total"].inc(dollars - self._dollars)
+            self._dollars = dollars
 
     def stop(self) -> None:
         """Mark the job ended (also after a failure): not running, no active workers."""
@@ -282,11 +307,14 @@ class JobMetrics:
             )
 
     def _count_workers(self, workers: Iterable[WorkerRecord]) -> None:
-        """Cold starts and replacements not counted yet (each worker once)."""
+        """Cold starts, replacements and evictions not counted yet (each worker once)."""
         for record in workers:
             if record.replaces is not None and record.name not in self._replacements:
                 self._replacements.add(record.name)
                 self._m["faasopt_worker_replacements_total"].inc()
+            if (record.ended or "").startswith(EVICTED) and record.name not in self._evictions:
+                self._evictions.add(record.name)
+                self._m["faasopt_scalein_evictions_total"].inc()
             key = (record.name, record.invocation)
             if record.cold_start_seconds is not None and key not in self._cold:
                 self._cold.add(key)

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from faasopt import checkpoint
 from faasopt.checkpoint import Checkpoint, JetStreamStore
-from faasopt.coordinator import Coordinator, CoordinatorSettings, Outcome, RoundReport
+from faasopt.coordinator import EVICTED, Coordinator, CoordinatorSettings, Outcome, RoundReport
 from faasopt.crd import TrainingJobStatus
 from faasopt.errors import PlatformError, SpecError
 from faasopt.metrics import JobMetrics
@@ -37,6 +37,8 @@ from faasopt.spec import TrainingJob
 DOOR = "operator"
 """The door this is (faasopt.plan.resolve_platform): pods for ``auto`` jobs."""
 FINISHED = ("Succeeded", "Failed")
+FINAL_FAILURES = ("DeadlineExceeded", "BudgetExceeded")
+"""Failures a restart cannot mend (backoffLimit does not apply)."""
 MUTABLE_SPEC = ("runPolicy",)
 """Top-level spec fields that may change after a job started (Kubeflow's rule, and ours)."""
 STARTED_SPEC = "faasopt.dev/started-spec"
@@ -207,8 +209,8 @@ class Progress:
     desired: dict[str, Any] = field(default_factory=dict)
     written: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
-    replaced: set[str] = field(default_factory=set)
-    """Workers whose replacement was announced."""
+    announced: set[str] = field(default_factory=set)
+    """Workers whose start as a replacement, or whose eviction, has had its Event."""
 
     @classmethod
     def of(cls, status: dict[str, Any], generation: int | None) -> Progress:
@@ -250,12 +252,13 @@ class Finish:
     report: dict[str, Any] | None
     """The run's report (report.json's contract); None when no coordinator ran."""
     reason: str
-    """Converged, MaxIterations, DeadlineExceeded, CoordinatorFailed or Stopped."""
+    """Converged, MaxIterations, DeadlineExceeded, BudgetExceeded, CoordinatorFailed or
+    Stopped."""
     message: str
 
     @property
     def failed(self) -> bool:
-        return self.reason in ("DeadlineExceeded", "CoordinatorFailed")
+        return self.reason in ("DeadlineExceeded", "BudgetExceeded", "CoordinatorFailed")
 
 
 def deadline_at(job: TrainingJob, status: dict[str, Any]) -> float | None:
@@ -292,7 +295,12 @@ async def run_job(
     remaining = None if deadline is None else deadline - time.time()
     if remaining is not None and remaining <= 0:
         return Finish(None, "DeadlineExceeded", _deadline_message(job))
-    plan = dataclasses.replace(plan_job(job, where=DOOR), active_deadline_seconds=remaining)
+    plan = plan_job(job, where=DOOR)
+    plan = dataclasses.replace(  # the deadline counts from the job's first start, not this one's
+        plan,
+        active_deadline_seconds=remaining,
+        scale_in=dataclasses.replace(plan.scale_in, deadline_seconds=remaining),
+    )
     started = time.perf_counter()
     metrics = JobMetrics(plan, registry) if registry is not None else None
     nc = await connect(nats.url, f"{plan.namespace}/{plan.name}/operator", nats.token)
@@ -324,9 +332,9 @@ async def run_job(
                 metrics.stop()
     finally:
         await disconnect(nc)
-    if metrics is not None:
-        metrics.finish(outcome)
     report = build_report(plan, outcome, time.perf_counter() - started, peak_rss_bytes())
+    if metrics is not None:
+        metrics.finish(outcome, report)
     finish = _finish(job, outcome, report, coordinator.interrupted is not None, deadline)
     _finished(progress, finish)
     return finish
@@ -378,13 +386,21 @@ def _observe(
             "rho": record.rho,
             "workers": len(report.timings),
             "speedup": compute / elapsed,
+            "costDollars": report.dollars,
         }
     )
     for worker in coordinator.history:
-        if worker.replaces is not None and worker.name not in progress.replaced:
-            progress.replaced.add(worker.name)
+        if worker.name in progress.announced:
+            continue
+        if worker.replaces is not None:
+            progress.announced.add(worker.name)
             message = f"worker {worker.replaces} replaced by {worker.name}: {worker.replaces} ended"
             progress.events.append(("Warning", "WorkerReplaced", message))
+        if (worker.ended or "").startswith(EVICTED):
+            progress.announced.add(worker.name)
+            left = len(coordinator.workers)
+            message = f"worker {worker.name} {worker.ended}; its blocks moved, {left} workers left"
+            progress.events.append(("Normal", "ScaledIn", message))
 
 
 def _deadline_message(job: TrainingJob) -> str:
@@ -401,6 +417,8 @@ def _finish(
 ) -> Finish:
     if interrupted:
         return Finish(report, "Stopped", "stopped: workers retired")
+    if outcome.guard is not None:  # a scale-in guard: the budget or the deadline, final
+        return Finish(report, outcome.guard, outcome.error)
     if outcome.error is not None:
         if deadline is not None and time.time() >= deadline - 0.5:
             return Finish(report, "DeadlineExceeded", _deadline_message(job))
@@ -426,6 +444,7 @@ def _finished(progress: Progress, finish: Finish) -> None:
             "dualResidual": report["dualResidual"],
             "rho": report["rho"],
             "speedup": report["speedup"],
+            "costDollars": report["costDollars"],
         }
         progress.update({k: v for k, v in figures.items() if v is not None})
     progress.update({"workers": 0})
@@ -446,9 +465,10 @@ def complete(progress: Progress, finish: Finish) -> None:
 def restart(progress: Progress, finish: Finish, restarts: int, limit: int) -> bool:
     """After a failed run: True (and a Restarting condition) while ``restarts`` < backoffLimit.
 
-    A deadline is final; every other failure of the coordinator counts against the limit.
+    A deadline or a spent budget is final; every other failure of the coordinator counts against
+    the limit.
     """
-    if finish.reason == "DeadlineExceeded" or restarts >= limit:
+    if finish.reason in FINAL_FAILURES or restarts >= limit:
         return False
     message = f"restart {restarts + 1} of backoffLimit {limit} after: {finish.message}"
     progress.update({"restarts": restarts + 1})
@@ -463,16 +483,70 @@ def suspend(progress: Progress) -> None:
     progress.events.append(("Normal", "Suspended", "workers retired, state checkpointed"))
 
 
-def pods_platform(job: TrainingJob, uid: str, api: Any, env: Mapping[str, str]) -> Platform:
-    """The platform of a job on a cluster: its workers as Pods owned by the TrainingJob."""
-    from faasopt.platforms.pods import Owner, PodSettings, PodsPlatform
+@dataclass(frozen=True)
+class KubeApis:
+    """The cluster's API clients (``kubernetes.client``'s, or fakes with the same methods)."""
 
-    owner = Owner(job.metadata.namespace, job.metadata.name, uid)
+    core: Any
+    """CoreV1Api: Pods and Secrets (pods)."""
+    custom: Any
+    """CustomObjectsApi: Knative Services (knative)."""
+
+
+Builder = Callable[[Any, Mapping[str, str], dict[str, Any], KubeApis], Platform]
+"""(owner, the operator's environment, the job's sizes, the APIs) -> a platform."""
+
+
+def _pods(owner: Any, env: Mapping[str, str], sizes: dict[str, Any], apis: KubeApis) -> Platform:
+    from faasopt.platforms.pods import PodSettings, PodsPlatform
+
+    return PodsPlatform(apis.core, owner, PodSettings.from_env(env, **sizes))
+
+
+def _knative(owner: Any, env: Mapping[str, str], sizes: dict[str, Any], apis: KubeApis) -> Platform:
+    from faasopt.platforms.knative import KnativePlatform, KnativeSettings
+
+    return KnativePlatform(apis.custom, owner, KnativeSettings.from_env(env, **sizes))
+
+
+def _openfaas(owner: Any, env: Mapping[str, str], sizes: dict[str, Any], _: KubeApis) -> Platform:
+    from faasopt.platforms.openfaas import OpenFaasPlatform, OpenFaasSettings
+
+    return OpenFaasPlatform(owner.namespace, owner.name, OpenFaasSettings.from_env(env, **sizes))
+
+
+def _lambda(owner: Any, env: Mapping[str, str], sizes: dict[str, Any], _: KubeApis) -> Platform:
+    from faasopt.platforms.aws_lambda import LambdaPlatform, LambdaSettings
+
+    return LambdaPlatform(owner.namespace, owner.name, LambdaSettings.from_env(env, **sizes))
+
+
+BUILDERS: dict[str, Builder] = {
+    "pods": _pods,
+    "knative": _knative,
+    "openfaas": _openfaas,
+    "lambda": _lambda,
+}
+"""How the operator builds each platform it starts (faasopt.plan.DOOR_OF)."""
+
+
+def job_platform(
+    job: TrainingJob, uid: str, env: Mapping[str, str], apis: KubeApis, platform: str | None = None
+) -> Platform:
+    """The platform of a job on a cluster: the one its spec names (``auto``: pods), or
+    ``platform``, with the settings the chart gives the operator in ``env`` (each module's
+    ``SETTINGS_ENV``) and the job's sizes. A missing setting is a PlatformError."""
+    from faasopt.platforms.pods import Owner
+
     workers = job.spec.workers
-    settings = PodSettings.from_env(
-        env, memory_mb=workers.memory_mb, time_limit_seconds=workers.time_limit_seconds
-    )
-    return PodsPlatform(api, owner, settings)
+    sizes = {"memory_mb": workers.memory_mb, "time_limit_seconds": workers.time_limit_seconds}
+    build = BUILDERS[platform or resolve_platform(job, DOOR)]
+    return build(Owner(job.metadata.namespace, job.metadata.name, uid), env, sizes, apis)
+
+
+def pods_platform(job: TrainingJob, uid: str, api: Any, env: Mapping[str, str]) -> Platform:
+    """The job's workers as Pods owned by the TrainingJob, whatever its spec names."""
+    return job_platform(job, uid, env, KubeApis(core=api, custom=None), platform="pods")
 
 
 @dataclass(frozen=True)
@@ -489,7 +563,8 @@ class Services:
 
     @classmethod
     def in_cluster(cls, env: Mapping[str, str]) -> Services:
-        """Pods through the cluster's API; NATS from the chart's environment."""
+        """Platforms through the cluster's API (:func:`job_platform`); NATS from the chart's
+        environment."""
         from kubernetes import client, config
 
         from faasopt.crd import GROUP, PLURAL, VERSION
@@ -501,13 +576,13 @@ class Services:
         except config.ConfigException:
             config.load_kube_config()
         api = client.ApiClient()
-        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        apis = KubeApis(client.CoreV1Api(api), client.CustomObjectsApi(api))
         if not env.get(NATS_URL_ENV):
             raise PlatformError(f"{NATS_URL_ENV} is not set: no NATS server for the jobs")
         return cls(
             nats=Nats(env[NATS_URL_ENV], env.get(NATS_TOKEN_ENV) or None),
-            platform_for=lambda job, uid: pods_platform(job, uid, core, env),
-            delete_job=lambda namespace, name: custom.delete_namespaced_custom_object(
+            platform_for=lambda job, uid: job_platform(job, uid, env, apis),
+            delete_job=lambda namespace, name: apis.custom.delete_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name
             ),
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 from faasopt.data import block_bounds, scan_libsvm
 from faasopt.errors import FieldProblem, SpecError
+from faasopt.scalein import ScaleInSettings
 from faasopt.solvers.admm import AdmmSettings
 from faasopt.spec import Straggler, TrainingJob
 
@@ -31,6 +32,8 @@ class JobPlan:
     memory_mb: int
     active_deadline_seconds: float | None
     straggler: Straggler
+    scale_in: ScaleInSettings
+    """The scale-in policy and the budget and deadline guards (:func:`scale_in_settings`)."""
 
     @property
     def workers(self) -> int:
@@ -41,6 +44,17 @@ def assign_blocks(n_blocks: int, n_workers: int) -> dict[str, tuple[int, ...]]:
     """Contiguous, balanced placement of blocks on workers ``w0 .. w{W-1}``."""
     bounds = block_bounds(n_blocks, n_workers)
     return {f"w{w}": tuple(range(bounds[w], bounds[w + 1])) for w in range(n_workers)}
+
+
+def scale_in_settings(job: TrainingJob) -> ScaleInSettings:
+    """The job's ``scaleIn`` with ``budget.dollars`` and ``runPolicy.activeDeadlineSeconds``."""
+    spec = job.spec
+    deadline = spec.run_policy.active_deadline_seconds
+    return ScaleInSettings(
+        **spec.scale_in.model_dump(),
+        budget_dollars=spec.budget.dollars if spec.budget is not None else None,
+        deadline_seconds=float(deadline) if deadline else None,
+    )
 
 
 def resolve_source(job: TrainingJob) -> tuple[dict[str, Any], int, int]:
@@ -139,4 +153,5 @@ def plan_job(job: TrainingJob, workers: int | None = None, where: str = "run") -
         memory_mb=spec.workers.memory_mb,
         active_deadline_seconds=float(deadline) if deadline else None,
         straggler=spec.workers.straggler,
+        scale_in=scale_in_settings(job),
     )

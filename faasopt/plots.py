@@ -124,12 +124,18 @@ def responsiveness(report: Report) -> Figure:
 
 
 def workers(report: Report) -> Figure:
-    """Active workers against solve time."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    ax.step(_values(report, "elapsedSeconds"), _values(report, "workers"), where="post")
-    ax.set(xlabel="solve time (s)", ylabel="active workers", title="Workers", ylim=(0, None))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    """Active workers (scale-in evictions marked) and the cost so far, against solve time."""
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    pool, spent = fig.subplots(2, 1, sharex=True)
+    elapsed = _values(report, "elapsedSeconds")
+    pool.step(elapsed, _values(report, "workers"), where="post")
+    for entry in report["trace"]:
+        if (entry.get("scaleIn") or {}).get("action") == "evict":
+            pool.axvline(entry["elapsedSeconds"], color="tab:red", linestyle=":", linewidth=1)
+    pool.set(ylabel="active workers", title="Workers and cost", ylim=(0, None))
+    pool.yaxis.set_major_locator(MaxNLocator(integer=True))
+    spent.plot(elapsed, _values(report, "costDollars"), marker=".")
+    spent.set(xlabel="solve time (s)", ylabel="dollars so far", ylim=(0, None))
     return fig
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from faasopt import cost
 from faasopt.coordinator import Outcome
 from faasopt.plan import JobPlan
 from faasopt.solvers.admm import Status
@@ -32,7 +33,11 @@ def slowest(delays: Mapping[str, float], share: float = SLOWEST_SHARE) -> list[s
 
 
 def build_report(
-    plan: JobPlan, outcome: Outcome, wall_seconds: float, coordinator_rss_bytes: int
+    plan: JobPlan,
+    outcome: Outcome,
+    wall_seconds: float,
+    coordinator_rss_bytes: int,
+    price: cost.Price | None = None,
 ) -> dict[str, Any]:
     """The report of one run.
 
@@ -40,12 +45,16 @@ def build_report(
     the solve, divided by the solve's elapsed seconds; ``efficiency`` is speedup / workers. The
     paper's relative speedup between worker counts needs several runs. ``responsiveness`` maps
     each worker to the fraction of rounds it was among the slowest 10 % (seed 001, Fig. 9).
+    The bill uses ``price`` (default: the prices of the plan's platform, :mod:`faasopt.cost`).
     """
     last = outcome.rounds[-1].record if outcome.rounds else None
     compute = sum(t.compute for r in outcome.rounds for t in r.timings.values())
     speedup = compute / outcome.solve_seconds if outcome.solve_seconds > 0 else 0.0
     evaluations = sum(r.record.gradient_evaluations for r in outcome.rounds)
     status = outcome.status.value if outcome.error is None and outcome.status else "failed"
+    price = price or cost.price_of(plan.platform)
+    bill = cost.job_cost(price, plan.memory_mb, outcome.lifetimes, wall_seconds)
+    decisions = {d["iteration"]: d for d in (outcome.scale_in or {}).get("decisions", [])}
     return {
         "job": {"namespace": plan.namespace, "name": plan.name},
         "status": status,
@@ -74,6 +83,8 @@ def build_report(
             "speculated": outcome.speculations,
             "copiesWon": outcome.speculation_wins,
         },
+        **bill.to_dict(),  # costDollars, dollarsPerWorker, alwaysOnDollars, perfPerDollar
+        "scaleIn": outcome.scale_in or {"policy": "none", "evictions": 0, "decisions": []},
         "gradientEvaluations": evaluations,
         "fullGradientEquivalents": evaluations / plan.n_blocks,
         "nonzeros": int(np.count_nonzero(outcome.z)),
@@ -108,6 +119,8 @@ def build_report(
                 "gradientTolerance": r.record.gradient_tolerance,
                 "rhoBlocks": list(r.record.rho_blocks),
                 "elapsedSeconds": r.elapsed_seconds,
+                "costDollars": r.dollars,
+                "scaleIn": decisions.get(r.record.iteration),
                 "perWorker": {
                     name: {
                         "compute": t.compute,
@@ -164,6 +177,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("wall time", f"{report['wallSeconds']:.2f} s (solve {report['solveSeconds']:.2f} s)"),
         ("worker compute", f"{worker_compute:.2f} s, speedup {report['speedup']:.2f}"),
         ("cold start", f"{min(seconds):.2f}-{max(seconds):.2f} s" if seconds else "-"),
+        ("cost", f"${report['costDollars']:.6f} on {report['platform']} prices"),
+        ("scale-in", f"{report['scaleIn']['policy']}, {report['scaleIn']['evictions']} evicted"),
     ]
 
 

@@ -1,4 +1,6 @@
-"""Run a TrainingJob on this machine: a nats-server, local worker processes, a coordinator."""
+"""Run a TrainingJob on this machine: a nats-server, local worker processes, a coordinator;
+or, for ``workers.platform: sim``, the simulated platform in this process (:mod:`faasopt.sim`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import contextlib
 import signal
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +18,7 @@ import numpy as np
 from faasopt import checkpoint
 from faasopt.checkpoint import Checkpoint
 from faasopt.coordinator import Coordinator, CoordinatorSettings, OnRound, RoundReport
-from faasopt.errors import CheckpointError, Interrupted
+from faasopt.errors import CheckpointError, FieldProblem, Interrupted, SpecError
 from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job
 from faasopt.platforms.local import LocalPlatform
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from faasopt.metrics import JobMetrics
+    from faasopt.sim import SimSettings
 
 
 @dataclass
@@ -51,6 +55,24 @@ class Result:
         return int(self.report["iterations"])
 
 
+class SimModel(StrEnum):
+    """What the simulated platform models (:mod:`faasopt.sim`)."""
+
+    LAMBDA = "lambda"
+    """AWS Lambda workers (``faasopt.sim.LAMBDA``): what a job would do and cost there."""
+    LOCAL = "local"
+    """Worker processes on this machine (``SimSettings()``, calibrated here)."""
+
+    def settings(self) -> SimSettings:
+        from faasopt.sim import LAMBDA, SimSettings
+
+        return LAMBDA if self is SimModel.LAMBDA else SimSettings()
+
+
+DEFAULT_SIM_MODEL = SimModel.LAMBDA
+"""``platform: sim`` plans a job for a FaaS platform unless told to replay this machine."""
+
+
 def load(job: TrainingJob | str | Path) -> TrainingJob:
     """A TrainingJob from a model or a manifest path."""
     return job if isinstance(job, TrainingJob) else TrainingJob.from_yaml(job)
@@ -71,8 +93,15 @@ def run(
     metrics_registry: CollectorRegistry | None = None,
     resume: bool = False,
     checkpoint_store: str | None = None,
+    sim_model: SimModel | str = DEFAULT_SIM_MODEL,
 ) -> Result:
     """Solve ``job`` locally and return its Result; write it to ``out`` when given.
+
+    With ``workers.platform: sim`` the job runs on the simulated platform as ``sim_model``
+    (:class:`SimModel`): the same iterates and report, with figures that are predictions
+    (``"predicted": true``); it has no checkpoints, metrics or worker processes, and
+    ``on_round`` and the coordinator's ``settings`` do not apply (the report's trace has every
+    round).
 
     A bad manifest or data raises SpecError or DataError before anything starts. A run that fails
     or does not converge returns a Result whose report says so. The nats-server and every worker
@@ -88,11 +117,30 @@ def run(
     serves them on ``metrics_address`` (a fresh registry unless one is given) during the run and
     for ``metrics_linger_seconds`` after it, so that a last scrape sees the final values.
     """
+    plan = plan_job(load(job), workers)
+    if plan.platform == "sim":
+        unsupported = {
+            "resume": resume,
+            "checkpoint_store": checkpoint_store,
+            "metrics_port": metrics_port,
+            "metrics_registry": metrics_registry,
+        }
+        if given := [name for name, value in unsupported.items() if value]:
+            raise SpecError(
+                [
+                    FieldProblem(
+                        "spec.workers.platform",
+                        f"sim runs in this process on a virtual clock: no {', '.join(given)}",
+                    )
+                ]
+            )
+        if on_start is not None:
+            on_start(plan)
+        return _simulate(plan, SimModel(sim_model), out)
     if checkpoint_store is None and out is not None:
         checkpoint_store = "jetstream"
     if resume and checkpoint_store is None:
         raise ValueError("resume needs out or checkpoint_store: where the checkpoints are")
-    plan = plan_job(load(job), workers)
     if on_start is not None:
         on_start(plan)
     started = time.perf_counter()
@@ -121,12 +169,24 @@ def run(
                 platform.teardown()
                 if job_metrics is not None:
                     job_metrics.stop()
-        if job_metrics is not None:
-            job_metrics.finish(outcome)
         report = build_report(plan, outcome, time.perf_counter() - started, peak_rss_bytes())
+        if job_metrics is not None:
+            job_metrics.finish(outcome, report)
         result = Result(report, np.array(outcome.z), Path(out) if out else None)
         if result.out is not None:
             write_report(result.out, report, result.solution)
+    return result
+
+
+def _simulate(plan: JobPlan, model: SimModel, out: str | Path | None) -> Result:
+    """``plan`` on the simulated platform as ``model``; written to ``out`` when given."""
+    from faasopt.sim import simulate
+
+    result = simulate(plan, model.settings())
+    result.report["simulation"]["model"] = model.value
+    if out is not None:
+        result.out = Path(out)
+        write_report(result.out, result.report, result.solution)
     return result
 
 

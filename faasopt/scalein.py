@@ -678,3 +678,46 @@ def rounds_to_tolerance(
     if slope >= 0:
         return None
     return float(math.log(tolerance / v[-1]) / slope)
+
+
+def remaining_rounds(
+    primal: Sequence[float], dual: Sequence[float], primal_tolerance: float, dual_tolerance: float
+) -> float | None:
+    """ADMM's rounds still to go: the later of the two residuals' projections (None: unknown)."""
+    rounds = (
+        rounds_to_tolerance(primal, primal_tolerance),
+        rounds_to_tolerance(dual, dual_tolerance),
+    )
+    return None if None in rounds else max(rounds)
+
+
+@dataclass
+class Tracker:
+    """One run's scale-in: every observed round and every decision, for the coordinator and the
+    simulated platform alike (the policies themselves stay pure)."""
+
+    settings: ScaleInSettings
+    observations: list[Observation] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything decides: a policy other than none, or a guard."""
+        s = self.settings
+        return s.policy != "none" or s.budget_dollars is not None or s.deadline_seconds is not None
+
+    def after_round(self, observation: Observation, spend: Spend | None = None) -> Decision:
+        """Observe a finished round and decide."""
+        self.observations.append(observation)
+        previous = self.decisions[-1].state if self.decisions else None
+        decision = decide(self.observations, self.settings, previous, spend)
+        self.decisions.append(decision)
+        return decision
+
+    def to_report(self) -> dict[str, Any]:
+        """The report's ``scaleIn`` section: the policy, evictions and every decision."""
+        return {
+            "policy": self.settings.policy,
+            "evictions": sum(d.action is Action.EVICT for d in self.decisions),
+            "decisions": [d.to_dict() for d in self.decisions],
+        }

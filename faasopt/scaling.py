@@ -10,15 +10,21 @@ costs. Per W it measures what Figs. 4, 5 and 9 show:
   over workers, with the spread among workers as error bars);
 - responsiveness: per worker, the fraction of iterations it was among the slowest 10 %.
 
-:func:`run_scaling` computes; :func:`scaling_figures` draws; ``bench/scaling.py`` prints and
-writes them.
+:func:`run_scaling` computes; :func:`scaling_figures` draws; :func:`bench_scaling` runs the whole
+experiment, prints its table and writes JSON and PNGs (``faasopt bench scaling`` and
+``bench/scaling.py`` are its doors).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
 import statistics
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +47,26 @@ PAPER_ADMM = {
 }
 """The paper's ADMM (seed 001, Sec. III) with the project's L-BFGS x-step, pinned so that the
 spec's defaults (the fastest measured configuration) do not change what the benches measure."""
+
+
+COUNTS = (4, 8, 16, 32, 64, 128, 256)
+"""The paper's worker counts (seed 001, Fig. 4)."""
+QUICK = {"blocks": 64, "rounds": 10, "samples": 60_000, "features": 2_000}
+"""``--quick``: a smaller instance (:func:`paper_job`'s arguments), for W up to 64."""
+QUICK_COUNTS = (4, 8, 16, 32, 64)
+LOCAL_COUNTS = (2, 4)
+"""Worker counts this 2-core machine runs as real local processes."""
+VARIANTS = {
+    "fista-like compute (cpu_slowdown 3.3)": replace(LAMBDA, cpu_slowdown=3.3),
+    "compiled coordinator (message_overhead 25 us)": replace(
+        LAMBDA, message_overhead_seconds=25e-6
+    ),
+    "both": replace(LAMBDA, cpu_slowdown=3.3, message_overhead_seconds=25e-6),
+}
+"""What drives the gap to the paper: x-steps as slow as the paper's FISTA (DESIGN.md: FISTA takes
+3-3.6x the time of L-BFGS), and a coordinator that takes in a message in 25 us (the paper's C++
+scheduler with ZMQ and several master threads) instead of nats-py's 250 us."""
+VARIANT_COUNTS = (4, 64, 256)
 
 
 def paper_job(
@@ -252,3 +278,102 @@ def scaling_figures(
             title=f"Responsiveness, W = {p.workers} (Fig. 9)",
         )
     return {"speedup_efficiency": fig4, "utilization": fig5, "responsiveness": fig9}
+
+
+def bench_name(quick: bool) -> str:
+    """The results' file stem: ``scaling`` or ``scaling_quick``."""
+    return "scaling_quick" if quick else "scaling"
+
+
+def bench_scaling(
+    out: Path,
+    *,
+    quick: bool = False,
+    local_counts: Sequence[int] | None = None,
+    variants: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The paper's scaling experiment: print its table with ``echo``, write ``out`` (JSON) and
+    the figures beside it (``<stem>_<figure>.png``); return what was written.
+
+    The paper's instance on ``sim`` with :data:`~faasopt.sim.LAMBDA` at :data:`COUNTS` and on
+    ``local`` at ``local_counts`` (default :data:`LOCAL_COUNTS`); with ``quick`` the
+    :data:`QUICK` instance at :data:`QUICK_COUNTS`. ``variants`` (not with ``quick``) adds the
+    runs of
+    :data:`VARIANTS` at :data:`VARIANT_COUNTS`.
+    """
+    job = paper_job(**QUICK, name="scaling-quick") if quick else paper_job()
+    counts = QUICK_COUNTS if quick else COUNTS
+    echo(
+        f"{'platform':8} {'W':>4} {'solve s':>8} {'compute/it':>10} {'idle/it':>9} "
+        f"{'comm/it':>9} {'cold p50':>8} {'$':>9}"
+    )
+
+    def show(p: ScalingPoint) -> None:
+        echo(
+            f"{p.platform:8} {p.workers:4d} {p.solve_seconds:8.3f} "
+            f"{p.compute_per_round:10.4f} {p.idle_per_round:9.4f} "
+            f"{p.communication_per_round:9.4f} {p.cold_start_median or 0:8.2f} "
+            f"{p.cost_dollars or 0:9.5f}"
+        )
+
+    started = time.perf_counter()
+    local_counts = LOCAL_COUNTS if local_counts is None else local_counts
+    points = run_scaling(job, counts, LAMBDA, local_counts, on_point=show)
+    seconds = time.perf_counter() - started
+    base = PAPER["baseWorkers"]
+    echo(f"\nrelative to W = {base} on the same platform (S = t{base} / tW, E = S / (W / {base})):")
+    for p in points:
+        if p.speedup is not None:
+            echo(
+                f"  {p.platform:6} W = {p.workers:3d}: S = {p.speedup:6.2f}, "
+                f"E = {p.efficiency:6.1%}, idle/compute = "
+                f"{p.idle_per_round / p.compute_per_round:5.2f}"
+            )
+    by_w = {p.workers: p for p in points if p.platform == "sim"}
+    comparison = {
+        "efficiencyAt64": by_w[64].efficiency if 64 in by_w else None,
+        "speedupAt256": by_w[256].speedup if 256 in by_w else None,
+        "efficiencyAt256": by_w[256].efficiency if 256 in by_w else None,
+        "paper": PAPER,
+    }
+    echo(f"\nsim vs the paper: {json.dumps(comparison)}")
+    variant_points = {}
+    if variants and not quick:
+        for label, settings in VARIANTS.items():
+            ps = run_scaling(job, VARIANT_COUNTS, settings)
+            variant_points[label] = {"sim": asdict(settings), "points": [asdict(p) for p in ps]}
+            echo(
+                f"{label}: "
+                + ", ".join(
+                    f"W = {p.workers}: solve {p.solve_seconds:.3f} s, S = {p.speedup:.2f}, "
+                    f"E = {p.efficiency:.1%}"
+                    for p in ps
+                )
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images = []
+    for key, figure in scaling_figures(points).items():
+        path = out.with_name(f"{out.stem}_{key}.png")
+        figure.savefig(path, dpi=110)
+        images.append(path.name)
+    spec = job.spec
+    results = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": len(os.sched_getaffinity(0)),
+        "loadAverage": list(os.getloadavg()),
+        "instance": spec.problem.data.synthetic.model_dump(),
+        "blocks": spec.workers.block_count,
+        "rounds": spec.algorithm.admm.max_iterations,
+        "admm": spec.algorithm.admm.model_dump(mode="json", by_alias=True),
+        "memoryMB": spec.workers.memory_mb,
+        "sim": asdict(LAMBDA),
+        "benchSeconds": seconds,
+        "points": [asdict(p) for p in points],
+        "comparison": comparison,
+        "variants": variant_points,
+        "images": images,
+    }
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    echo(f"wrote {out} and {', '.join(images)} ({seconds:.0f} s)")
+    return results

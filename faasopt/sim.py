@@ -191,7 +191,7 @@ def simulate(
 
     ``job`` is a TrainingJob, a manifest path or a planned job; ``workers`` overrides its count
     (blocks stay). ``data``, from :func:`load_data` of the same plan, saves loading the blocks
-    again. ``scale_in`` (default: policy none) decides after every round.
+    again. ``scale_in`` (default: the plan's, from the manifest) decides after every round.
     """
     plan = job if isinstance(job, JobPlan) else plan_job(load(job), workers)
     if isinstance(job, JobPlan) and workers is not None:
@@ -200,7 +200,7 @@ def simulate(
     return _Simulation(
         plan,
         settings or SimSettings(),
-        scale_in or scalein.ScaleInSettings(),
+        scale_in or plan.scale_in,
         data or load_data(plan),
     ).run()
 
@@ -252,8 +252,7 @@ class _Simulation:
         self.messages: list[MessageRecord] = []
         self.msg_ids: dict[str, int] = {}
         self.rounds: list[RoundReport] = []
-        self.observations: list[scalein.Observation] = []
-        self.decisions: list[scalein.Decision] = []
+        self.tracker = scalein.Tracker(scale_in)
         self.lifetimes: dict[str, float] = {}
         self.now = 0.0
         self.hub_out = 0.0  # when the server's link to workers is next free
@@ -285,9 +284,11 @@ class _Simulation:
             solve_seconds=self.now - solve_started,
             rho_changes=c.rho_changes,
             rejected=dict(self.coordinator_decoder.rejected + self.worker_decoder.rejected),
+            lifetimes=self.lifetimes,
+            scale_in=self.tracker.to_report(),
         )
         report = self._report(outcome)
-        return SimResult(report, np.array(c.z), None, self.messages, self.decisions)
+        return SimResult(report, np.array(c.z), None, self.messages, self.tracker.decisions)
 
     def _start(self) -> None:
         """Invoke every worker, take in their hellos, hand each its blocks' state."""
@@ -415,17 +416,12 @@ class _Simulation:
     def _decide(self, solve_started: float) -> None:
         """The scale-in decision after the last round, taken on the virtual history."""
         last = self.rounds[-1]
-        self.observations.append(
-            scalein.Observation.of_round(
-                last.record.iteration, last.record.objective, last.elapsed_seconds, last.timings
-            )
+        observation = scalein.Observation.of_round(
+            last.record.iteration, last.record.objective, last.elapsed_seconds, last.timings
         )
-        previous = self.decisions[-1].state if self.decisions else None
-        decision, cpu = _timed(
-            lambda: scalein.decide(self.observations, self.scale_in, previous, self._spend())
-        )
+        spend = self._spend()
+        decision, cpu = _timed(lambda: self.tracker.after_round(observation, spend))
         self.now += cpu
-        self.decisions.append(decision)
         if decision.action is scalein.Action.STOP:
             self.error = f"{decision.reason.value}: stopped by the scale-in guard"
             for w in self.pool.values():
@@ -444,19 +440,16 @@ class _Simulation:
             for w in self.pool.values()
         )
         dollars += cost.always_on_dollars(price, self.now)
-        history = self.consensus.history
-        remaining = [
-            scalein.rounds_to_tolerance(
-                [r.primal_residual for r in history], self.plan.settings.primal_tolerance
-            ),
-            scalein.rounds_to_tolerance(
-                [r.dual_residual for r in history], self.plan.settings.dual_tolerance
-            ),
-        ]
+        history, s = self.consensus.history, self.plan.settings
         return scalein.Spend(
             dollars=dollars,
             rates=cost.rates(price, memory),
-            remaining_iterations=None if None in remaining else max(remaining),
+            remaining_iterations=scalein.remaining_rounds(
+                [r.primal_residual for r in history],
+                [r.dual_residual for r in history],
+                s.primal_tolerance,
+                s.dual_tolerance,
+            ),
         )
 
     def _evict(self, victim: str, reason: str) -> None:
@@ -580,9 +573,7 @@ class _Simulation:
         return cost.price_of("sim", models=self.settings.prices)
 
     def _report(self, outcome: Outcome) -> dict[str, Any]:
-        report = build_report(self.plan, outcome, self.now, peak_rss_bytes())
-        bill = cost.job_cost(self._price(), self.plan.memory_mb, self.lifetimes, self.now)
-        report.update(bill.to_dict())
+        report = build_report(self.plan, outcome, self.now, peak_rss_bytes(), self._price())
         report["predicted"] = True
         report["simulation"] = {
             "settings": dataclasses.asdict(self.settings),
@@ -591,14 +582,6 @@ class _Simulation:
             "computeCpuSeconds": self.compute_cpu,
             "messages": _traffic(self.messages),
         }
-        report["scaleIn"] = {
-            "policy": self.scale_in.policy,
-            "evictions": sum(d.action is scalein.Action.EVICT for d in self.decisions),
-            "decisions": [d.to_dict() for d in self.decisions],
-        }
-        by_round = {d.iteration: d.to_dict() for d in self.decisions}
-        for entry in report["trace"]:
-            entry["scaleIn"] = by_round.get(entry["iteration"])
         return report
 
 

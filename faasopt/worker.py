@@ -25,7 +25,7 @@ import scipy.optimize  # noqa: F401  (x-steps need it: load it in the cold start
 from nats.errors import Error as NatsError
 
 from faasopt import protocol as p
-from faasopt.data import load_blocks
+from faasopt.data import Block, load_blocks
 from faasopt.nats_client import connect, disconnect
 from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WorkerPayload
 from faasopt.platforms.processes import peak_rss_bytes
@@ -40,6 +40,10 @@ log = logging.getLogger("faasopt.worker")
 class _State:
     """What the coordinator handed over (``assign``), advanced by each round as it does."""
 
+    data: dict[int, Block]
+    """The data of every block loaded, by block number."""
+    held: tuple[int, ...] = ()
+    """The blocks whose state this worker holds, ascending: its own, and any moved to it."""
     x: np.ndarray | None = None
     u: np.ndarray | None = None
     rho_u: np.ndarray | None = None
@@ -71,7 +75,8 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
     decoder = p.Decoder(
         subjects.key,
         accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND, p.Stop.KIND},
-        max_message_bytes=8 * ((2 * len(blocks) + 1) * features + 1024),  # assign: largest
+        # an assign is the largest: every block of the job may end up here (scale-in)
+        max_message_bytes=8 * ((2 * payload.n_blocks + 1) * features + 1024),
     )
     inbox: asyncio.Queue[tuple[float, p.Message]] = asyncio.Queue()
 
@@ -134,7 +139,7 @@ async def _beat(nc, subjects: p.Subjects, payload: WorkerPayload) -> None:
 async def _loop(
     payload: WorkerPayload, blocks, inbox, send, decoder: p.Decoder, hello_sent: float
 ) -> None:
-    state = _State(last_sent=hello_sent)
+    state = _State(data=dict(zip(payload.blocks, blocks, strict=True)), last_sent=hello_sent)
     waiting: tuple[float, p.Iterate] | None = None  # an iterate that came before the assignment
     loop = asyncio.get_running_loop()
     while True:
@@ -145,8 +150,16 @@ async def _loop(
             log.warning("coordinator silent for %.0f s; leaving", payload.idle_timeout_seconds)
             return
         if isinstance(message, p.Assign):
-            if message.worker != payload.worker or message.blocks != payload.blocks:
+            if message.worker != payload.worker:
                 continue
+            if state.x is None and message.blocks != payload.blocks:
+                continue  # the first assignment is of the blocks this worker was started for
+            missing = [b for b in message.blocks if b not in state.data]
+            if missing:  # blocks moved here (scale-in): load their data, off the event loop
+                loaded = await loop.run_in_executor(
+                    None, load_blocks, payload.data, tuple(missing), payload.n_blocks
+                )
+                state.data.update(zip(missing, loaded, strict=True))
             _take(state, message)
             if waiting is None:
                 continue
@@ -165,7 +178,7 @@ async def _loop(
                 if message.iteration == state.answer.iteration:
                     await send(state.answer)
                 continue
-            result = await loop.run_in_executor(None, _round, payload, blocks, state, message)
+            result = await loop.run_in_executor(None, _round, payload, state, message)
             finished = time.perf_counter()
             idle = received - state.last_sent
             state.last_sent = finished
@@ -174,8 +187,10 @@ async def _loop(
             )
             await send(state.answer)
         elif isinstance(message, p.Finish):
-            losses = tuple(logistic_loss(b.A, b.y, message.z) for b in blocks)
-            await send(p.Final(payload.worker, payload.blocks, losses, peak_rss_bytes()))
+            losses = tuple(
+                logistic_loss(state.data[b].A, state.data[b].y, message.z) for b in state.held
+            )
+            await send(p.Final(payload.worker, state.held, losses, peak_rss_bytes()))
             return
         elif isinstance(message, p.Stop):
             log.info("stopped by the coordinator: %s", message.reason)
@@ -183,25 +198,37 @@ async def _loop(
 
 
 def _take(state: _State, message: p.Assign) -> None:
+    """Take the state of the assigned blocks; blocks held before and not in it are kept."""
     nb = len(message.blocks)
-    state.x = np.array(message.state[:nb])
-    state.u = np.array(message.state[nb : 2 * nb])
+    given = {
+        b: (message.state[i], message.state[nb + i], message.rho_u[i])
+        for i, b in enumerate(message.blocks)
+    }
+    kept = {
+        b: (state.x[i], state.u[i], state.rho_u[i])
+        for i, b in enumerate(state.held)
+        if b not in given
+    }
+    merged = {**kept, **given}
+    state.held = tuple(sorted(merged))
+    state.x = np.array([merged[b][0] for b in state.held])
+    state.u = np.array([merged[b][1] for b in state.held])
+    state.rho_u = np.array([merged[b][2] for b in state.held])
     state.z_u = np.array(message.state[2 * nb])
-    state.rho_u = np.array(message.rho_u)
     state.relaxation = message.relaxation
     state.settings = LocalSolverSettings(
         **{f.name: getattr(message, f.name) for f in dataclasses.fields(LocalSolverSettings)}
     )
 
 
-def _round(payload: WorkerPayload, blocks, state: _State, message: p.Iterate) -> dict[str, Any]:
+def _round(payload: WorkerPayload, state: _State, message: p.Iterate) -> dict[str, Any]:
     """Algorithm 2, lines 5-9, for every block this worker holds, with each block's penalty and
     gradient tolerance from the broadcast."""
-    rho = np.array([message.rho[b] for b in payload.blocks])
+    rho = np.array([message.rho[b] for b in state.held])
     updates = [
         block_step(
-            b.A,
-            b.y,
+            state.data[block].A,
+            state.data[block].y,
             state.x[i],
             state.u[i],
             message.z,
@@ -209,9 +236,9 @@ def _round(payload: WorkerPayload, blocks, state: _State, message: p.Iterate) ->
             float(rho[i]),
             float(state.rho_u[i]),
             state.relaxation,
-            with_tolerance(state.settings, message.gradient_tolerance[payload.blocks[i]]),
+            with_tolerance(state.settings, message.gradient_tolerance[block]),
         )
-        for i, b in enumerate(blocks)
+        for i, block in enumerate(state.held)
     ]
     state.x = np.stack([up.x for up in updates])
     state.u = np.stack([up.u for up in updates])
@@ -220,7 +247,7 @@ def _round(payload: WorkerPayload, blocks, state: _State, message: p.Iterate) ->
     return {
         "worker": payload.worker,
         "iteration": message.iteration,
-        "blocks": payload.blocks,
+        "blocks": state.held,
         "loss_at_z": tuple(up.loss_at_z for up in updates),
         "gradient_evaluations": tuple(up.gradient_evaluations for up in updates),
         "solver_iterations": tuple(up.solver_iterations for up in updates),

@@ -181,7 +181,11 @@ async def delete(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **_: Any) ->
         job = logic.parse(logic.effective(body))
     except SpecError:
         return
-    platform = memo.services.platform_for(job, meta["uid"])
+    try:
+        platform = memo.services.platform_for(job, meta["uid"])
+    except FaasoptError as exc:  # no platform (settings missing): it started no workers either
+        kopf.warn(body, reason="NoPlatform", message=str(exc))
+        return
     try:
         await asyncio.to_thread(platform.teardown)
     except FaasoptError as exc:

@@ -19,8 +19,11 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from botocore.credentials import EnvProvider
 
 from faasopt.crd import render_crd
+from faasopt.metrics import METRICS_PORT_ENV
+from faasopt.platforms import aws_lambda, knative, openfaas
 from faasopt.platforms.pods import (
     NATS_TOKEN_ENV,
     NATS_TOKEN_KEY,
@@ -58,6 +61,36 @@ VARIANTS = {
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
         }
+    },
+    "knative": {"platforms": {"knative": {"enabled": True, "maxTimeoutSeconds": 900}}},
+    "openfaas": {
+        "platforms": {
+            "openfaas": {
+                "enabled": True,
+                "passwordSecret": {"name": "gateway-auth"},
+                "namespace": "fn",
+                "natsSecret": "nats-token",
+            }
+        }
+    },
+    "lambda": {
+        "platforms": {
+            "lambda": {
+                "enabled": True,
+                "imageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/faasopt:0.1.0",
+                "roleArn": "arn:aws:iam::123456789012:role/faasopt-worker",
+                "region": "eu-west-1",
+                "credentialsSecret": "aws",
+            }
+        }
+    },
+    "all-platforms-in-job-namespaces": {
+        "operator": {"jobNamespaces": ["ml", "research"]},
+        "platforms": {
+            "knative": {"enabled": True},
+            "openfaas": {"enabled": True, "callbackHost": "faasopt-callback.faasopt.svc"},
+            "lambda": {"enabled": True, "zip": "s3://bucket/faasopt.zip"},
+        },
     },
 }
 SERVICE_MONITOR = {  # the upstream CRD's schema, for the fields the chart sets
@@ -472,7 +505,7 @@ def test_values_schema_is_closed_at_every_level_and_every_value_is_commented():
 
 
 def test_chart_version_and_notes(chart):
-    assert chart.version == "0.1.9"
+    assert chart.version == "0.1.10"
     text = notes(chart, {})
     commands = re.findall(r"^\s+\d\. (kubectl .*)$", text, re.M)
     assert commands == [
@@ -480,3 +513,129 @@ def test_chart_version_and_notes(chart):
         "kubectl get trainingjobs -n faasopt --watch",
         "kubectl describe trainingjob quickstart -n faasopt",
     ]
+
+
+SERVERLESS = {"knative": knative, "openfaas": openfaas, "lambda": aws_lambda}
+"""The platforms the chart switches on under ``platforms.<name>``, by their module."""
+AWS_CREDENTIALS = (EnvProvider.ACCESS_KEY, EnvProvider.SECRET_KEY, "AWS_SESSION_TOKEN")
+"""boto3's standard names (botocore's EnvProvider), filled from platforms.lambda's Secret."""
+
+
+def resolved(env: dict[str, Any]) -> dict[str, str]:
+    """The operator's environment as the kubelet fills it: a secret's value is
+    ``<secret>/<key>``, the Pod's IP 10.0.0.7."""
+    values = {}
+    for name, value in env.items():
+        if isinstance(value, str):
+            values[name] = value
+        elif "secretKeyRef" in value:
+            values[name] = "{name}/{key}".format(**value["secretKeyRef"])
+        else:
+            assert value == {"fieldRef": {"fieldPath": "status.podIP"}}, name
+            values[name] = "10.0.0.7"
+    return values
+
+
+@pytest.mark.parametrize("variant", ["default", *SERVERLESS, "all-platforms-in-job-namespaces"])
+def test_the_operator_env_is_exactly_the_enabled_platforms_settings(chart, variant):
+    """Every name the chart renders is one a platform module reads (SETTINGS_ENV), boto3's
+    credentials or the operator's own; a platform that is off adds none."""
+    enabled = VARIANTS[variant].get("platforms", {})
+    expected = set(SETTINGS_ENV.values()) | {NATS_URL_ENV, NATS_TOKEN_ENV, METRICS_PORT_ENV}
+    for name, module in SERVERLESS.items():
+        if name in enabled:
+            expected |= set(module.SETTINGS_ENV.values())
+    if "name" not in enabled.get("openfaas", {}).get("passwordSecret", {}):
+        expected.discard(openfaas.SETTINGS_ENV["password"])  # a gateway without auth
+    lambda_values = enabled.get("lambda", {})
+    if not lambda_values.get("region"):
+        expected.discard(aws_lambda.SETTINGS_ENV["region"])  # boto3 reads it too: unset, not ""
+    if lambda_values.get("credentialsSecret"):
+        expected |= set(AWS_CREDENTIALS)
+    assert set(operator_env(render(chart, VARIANTS[variant]))) == expected
+
+
+def test_knative_settings_and_rbac_come_with_the_platform(chart):
+    objects = render(chart, VARIANTS["knative"])
+    env = resolved(operator_env(objects))
+    settings = knative.KnativeSettings.from_env(env, memory_mb=1024, time_limit_seconds=1200)
+    assert settings == knative.KnativeSettings(
+        image="faasopt/worker:0.1.0",
+        nats_secret="faasopt-nats",
+        memory_mb=1024,
+        time_limit_seconds=1200,
+        max_timeout_seconds=900,
+    )
+    assert settings.timeout_seconds == 900
+    rule = {
+        "apiGroups": [knative.GROUP],
+        "resources": [knative.PLURAL],
+        "verbs": ["create", "get", "update", "delete", "list"],
+    }
+    assert rule in one(objects, "Role")["rules"]
+    for variant in ("default", "openfaas", "lambda"):
+        rules = one(render(chart, VARIANTS[variant]), "Role")["rules"]
+        assert all(knative.GROUP not in r["apiGroups"] for r in rules), variant
+    many = render(chart, VARIANTS["all-platforms-in-job-namespaces"])
+    roles = [o for o in many if o["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml", "research"]
+    assert all(rule in r["rules"] for r in roles)
+
+
+def test_openfaas_settings_with_the_password_from_a_secret(chart):
+    objects = render(chart, VARIANTS["openfaas"])
+    env = operator_env(objects)
+    password = openfaas.SETTINGS_ENV["password"]
+    assert env[password] == {"secretKeyRef": {"name": "gateway-auth", "key": "basic-auth-password"}}
+    assert env[openfaas.SETTINGS_ENV["callback_host"]] == {
+        "fieldRef": {"fieldPath": "status.podIP"}
+    }
+    settings = openfaas.OpenFaasSettings.from_env(
+        resolved(env), memory_mb=512, time_limit_seconds=300
+    )
+    assert settings == openfaas.OpenFaasSettings(
+        gateway="http://gateway.openfaas:8080",
+        image="faasopt/worker-openfaas:0.1.0",
+        callback_host="10.0.0.7",
+        callback_port=8081,
+        username="admin",
+        password="gateway-auth/basic-auth-password",
+        namespace="fn",
+        nats_secret="nats-token",
+        cpu="1",
+        memory_mb=512,
+        time_limit_seconds=300,
+    )
+    (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "callback", "containerPort": 8081} in container["ports"]
+    named = operator_env(render(chart, VARIANTS["all-platforms-in-job-namespaces"]))
+    assert named[openfaas.SETTINGS_ENV["callback_host"]] == "faasopt-callback.faasopt.svc"
+    assert password not in named  # no Secret named: a gateway without auth
+
+
+def test_lambda_settings_with_credentials_from_a_secret(chart):
+    env = operator_env(render(chart, VARIANTS["lambda"]))
+    for name in AWS_CREDENTIALS:
+        ref = {"name": "aws", "key": name, **({"optional": True} if "SESSION" in name else {})}
+        assert env[name] == {"secretKeyRef": ref}
+    settings = aws_lambda.LambdaSettings.from_env(
+        resolved(env), memory_mb=2048, time_limit_seconds=600
+    )
+    assert settings == aws_lambda.LambdaSettings(
+        image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/faasopt:0.1.0",
+        role_arn="arn:aws:iam::123456789012:role/faasopt-worker",
+        region="eu-west-1",
+        memory_mb=2048,
+        time_limit_seconds=600,
+    )
+    zipped = operator_env(render(chart, VARIANTS["all-platforms-in-job-namespaces"]))
+    assert resolved(zipped)[aws_lambda.SETTINGS_ENV["zip_file"]] == "s3://bucket/faasopt.zip"
+    assert not set(AWS_CREDENTIALS) & set(zipped)  # the standard chain (e.g. IRSA)
+
+
+@pytest.mark.parametrize(
+    "given", [{}, {"imageUri": "1.dkr.ecr/x:1", "zip": "s3://b/k.zip"}], ids=["none", "both"]
+)
+def test_lambda_needs_exactly_one_package(chart, given):
+    with pytest.raises(helm.HelmRenderError, match="exactly one of imageUri and zip"):
+        render(chart, {"platforms": {"lambda": {"enabled": True, **given}}})

@@ -56,7 +56,6 @@ def test_names_have_one_home_with_prefix_base_units_and_suffixes():
         assert name.endswith("_total") == (spec.kind == "counter"), name
         if spec.kind == "histogram":
             assert name.endswith(("_seconds", "_ratio")), name
-    assert "faasopt_job_cost_dollars_total" not in SPECS  # no cost model yet: not faked
 
 
 def test_series_match_the_report(run_with_metrics):
@@ -77,6 +76,9 @@ def test_series_match_the_report(run_with_metrics):
     cold = [c["seconds"] for c in report["coldStarts"]]
     assert _value(s, "faasopt_worker_cold_starts_total") == len(cold) == 3
     assert _value(s, "faasopt_worker_cold_start_seconds_sum") == pytest.approx(sum(cold))
+    assert _value(s, "faasopt_job_cost_dollars_total") == pytest.approx(report["costDollars"])
+    assert _value(s, "faasopt_job_perf_per_dollar") == report["perfPerDollar"]
+    assert _value(s, "faasopt_scalein_evictions_total") == 0
     assert _value(s, "faasopt_job_running") == 0
     assert _value(s, "faasopt_job_workers") == 0  # ended: no active workers
 

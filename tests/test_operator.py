@@ -402,6 +402,40 @@ async def test_spec_edits_after_start_are_refused_with_a_condition(cluster: Fake
 
 
 @pytest.mark.asyncio
+async def test_scale_in_is_announced_and_the_cost_is_in_status(cluster: FakeCluster) -> None:
+    shrink = {
+        "workers": {"count": 4},
+        "scaleIn": {
+            "policy": "idle",
+            "idleShare": 0.01,
+            "windowRounds": 2,
+            "intervalSeconds": 0.05,
+            "deltaSeconds": 0.05,
+            "minWorkers": 2,
+        },
+        "algorithm": {"admm": {"maxIterations": 30, "primalTolerance": 1e-9}},
+    }
+    await cluster.apply(job({"spec": shrink}))
+    body = await until(cluster, "job", phase("Succeeded", "Failed"))
+    assert body["status"]["phase"] == "Succeeded"
+    assert body["status"]["costDollars"] > 0
+    scaled = await posted(cluster, "ScaledIn")
+    assert all(e["type"] == "Normal" and "evicted" in e["message"] for e in scaled)
+    assert not workers_alive()
+
+
+@pytest.mark.asyncio
+async def test_a_spent_budget_fails_the_job_without_a_restart(cluster: FakeCluster) -> None:
+    await cluster.apply(job({"spec": {"budget": {"dollars": 1e-9}}}))
+    body = await until(cluster, "job", phase("Failed"))
+    failed = condition(body, "Failed")
+    assert failed["reason"] == "BudgetExceeded" and "spent" in failed["message"]
+    assert "restarts" not in body["status"]
+    assert body["status"]["iteration"] >= 1 and body["status"]["costDollars"] > 1e-9
+    await posted(cluster, "BudgetExceeded")
+
+
+@pytest.mark.asyncio
 async def test_a_finished_job_is_deleted_after_its_ttl(cluster: FakeCluster) -> None:
     await cluster.apply(job({"spec": {"runPolicy": {"ttlSecondsAfterFinished": 0}}}))
     await until(cluster, "job", lambda body: body is None)
@@ -478,3 +512,81 @@ def test_on_a_cluster_the_workers_of_a_job_are_pods_it_owns() -> None:
         assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "256Mi"
     platform.teardown()
     assert not api.pods
+
+
+CHART_ENV = {
+    "FAASOPT_NATS_URL": "nats://faasopt-nats.faasopt.svc:4222",
+    "FAASOPT_WORKER_IMAGE": "faasopt/worker:t",
+    "FAASOPT_OPENFAAS_GATEWAY": "http://gateway.openfaas:8080",
+    "FAASOPT_OPENFAAS_WORKER_IMAGE": "faasopt/worker-openfaas:t",
+    "FAASOPT_OPENFAAS_CALLBACK_HOST": "10.0.0.7",
+    "FAASOPT_LAMBDA_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/faasopt:t",
+    "AWS_REGION": "eu-west-1",
+}
+"""What the chart gives the operator with every platform on (tests/test_chart.py checks the
+names against each module's SETTINGS_ENV)."""
+
+
+@pytest.fixture
+def in_cluster(monkeypatch: pytest.MonkeyPatch) -> logic.Services:
+    """The operator's real services, with no cluster to configure from (no call is made)."""
+    from kubernetes import config
+
+    monkeypatch.setattr(config, "load_incluster_config", lambda: None)
+    return logic.Services.in_cluster(CHART_ENV)
+
+
+@pytest.mark.parametrize(
+    ("platform", "module", "name"),
+    [
+        ("auto", "pods", "PodsPlatform"),
+        ("pods", "pods", "PodsPlatform"),
+        ("knative", "knative", "KnativePlatform"),
+        ("openfaas", "openfaas", "OpenFaasPlatform"),
+        ("lambda", "aws_lambda", "LambdaPlatform"),
+    ],
+)
+def test_the_operator_starts_the_platform_the_spec_names(
+    in_cluster: logic.Services, platform: str, module: str, name: str
+) -> None:
+    tj = TrainingJob.from_dict(
+        job(
+            {"spec": {"workers": {"platform": platform, "memoryMB": 1024, "timeLimitSeconds": 300}}}
+        )
+    )
+    built = in_cluster.platform_for(tj, "uid-1")
+    assert type(built).__name__ == name and type(built).__module__ == f"faasopt.platforms.{module}"
+    assert built.name == (platform if platform != "auto" else "pods")
+    assert built.settings.memory_mb == 1024 and built.settings.time_limit_seconds == 300
+
+
+def test_the_cluster_apis_go_to_the_platforms_that_use_them(in_cluster: logic.Services) -> None:
+    from kubernetes import client
+
+    pods = in_cluster.platform_for(TrainingJob.from_dict(job()), "uid-1")
+    knative = in_cluster.platform_for(
+        TrainingJob.from_dict(job({"spec": {"workers": {"platform": "knative"}}})), "uid-1"
+    )
+    assert isinstance(pods.api, client.CoreV1Api)
+    assert isinstance(knative.api, client.CustomObjectsApi)
+    assert knative.owner == pods.owner and pods.owner.uid == "uid-1"
+
+
+@pytest.mark.parametrize(
+    ("platform", "missing"),
+    [
+        ("pods", "FAASOPT_WORKER_IMAGE"),
+        ("knative", "FAASOPT_WORKER_IMAGE"),
+        ("openfaas", "FAASOPT_OPENFAAS_GATEWAY"),
+        ("openfaas", "FAASOPT_OPENFAAS_CALLBACK_HOST"),
+        ("lambda", "FAASOPT_LAMBDA_IMAGE_URI"),
+    ],
+)
+def test_a_platform_the_chart_did_not_configure_is_a_platform_error(
+    platform: str, missing: str
+) -> None:
+    tj = TrainingJob.from_dict(job({"spec": {"workers": {"platform": platform}}}))
+    env = {k: v for k, v in CHART_ENV.items() if k != missing}
+    apis = logic.KubeApis(core=object(), custom=object())
+    with pytest.raises(PlatformError, match=missing if platform != "lambda" else "image URI"):
+        logic.job_platform(tj, "uid-1", env, apis)

@@ -84,9 +84,11 @@ def test_objective_and_workers_against_time(run_dir):
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("solve time (s)", "objective at z_k")
     (line,) = ax.lines
     assert list(line.get_ydata()) == [e["objective"] for e in report["trace"]]
-    (ax,) = plots.workers(report).axes
-    assert ax.get_ylabel() == "active workers"
-    assert set(ax.lines[0].get_ydata()) == {3}
+    pool, spent = plots.workers(report).axes
+    assert pool.get_ylabel() == "active workers"
+    assert set(pool.lines[0].get_ydata()) == {3}
+    assert (spent.get_xlabel(), spent.get_ylabel()) == ("solve time (s)", "dollars so far")
+    assert list(spent.lines[0].get_ydata()) == [e["costDollars"] for e in report["trace"]]
 
 
 def test_utilization_stacks_the_mean_times_per_iteration(run_dir):

@@ -27,17 +27,8 @@ from faasopt.spec import TrainingJob
 
 SIM_REPEATS = 3
 """Simulated runs per figure in the comparison with a local run (medians)."""
-SIM_ONLY_KEYS = {
-    "costDollars",
-    "dollarsPerWorker",
-    "alwaysOnDollars",
-    "perfPerDollar",
-    "predicted",
-    "simulation",
-    "scaleIn",
-}
-"""What a simulated report adds to a real run's keys (cost and scale-in are not wired into real
-runs yet; the model's figures are the sim's own)."""
+SIM_ONLY_KEYS = {"predicted", "simulation"}
+"""What a simulated report adds to a real run's keys: the model's own figures."""
 
 
 def _job(manifest, synthetic: dict, admm: dict | None = PAPER_ADMM, **workers) -> TrainingJob:
@@ -96,7 +87,7 @@ def test_sim_agrees_with_a_local_run(manifest, workers):
     assert set(sim.report) - set(local.report) == SIM_ONLY_KEYS
     assert set(local.report) <= set(sim.report)
     for real, simulated in zip(local.report["trace"], sim.report["trace"], strict=True):
-        assert set(simulated) - set(real) == {"scaleIn"}
+        assert set(simulated) == set(real)
         assert set(simulated["perWorker"]) == set(real["perWorker"])
     assert sim.report["platform"] == "sim" and sim.report["predicted"] is True
 

@@ -1,0 +1,94 @@
+"""Scale-in and cost on real runs: real worker processes, a real nats-server.
+
+Evicting a worker moves its blocks, with their exact state, to the survivors, so the iterates of
+a run that shrinks are those of a run that does not, to the last bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+from conftest import BASE_MANIFEST, merge
+
+import faasopt
+
+JOB = {
+    "spec": {
+        "problem": {"data": {"synthetic": {"samples": 4000, "features": 300, "density": 0.02}}},
+        "algorithm": {
+            "admm": {"maxIterations": 40, "primalTolerance": 1e-6, "dualTolerance": 1e-6}
+        },
+        "workers": {"count": 4},
+    }
+}
+FAST = {"intervalSeconds": 0.05, "deltaSeconds": 0.05, "minWorkers": 2}
+"""A scheduling interval that fits a run of a few seconds; never fewer than 2 workers."""
+
+
+def run(manifest, scale_in=None, budget=None):
+    patch = {"spec": {**JOB["spec"], "scaleIn": scale_in or {"policy": "none"}}}
+    if budget is not None:
+        patch["spec"]["budget"] = {"dollars": budget}
+    return faasopt.run(manifest(patch), quiet_workers=True)
+
+
+@pytest.fixture(scope="module")
+def unshrunk(tmp_path_factory):
+    path = tmp_path_factory.mktemp("none") / "job.yaml"
+    path.write_text(yaml.safe_dump(merge(BASE_MANIFEST, JOB)))
+    return faasopt.run(path, quiet_workers=True)
+
+
+def _objectives(result) -> list[float]:
+    return [entry["objective"] for entry in result.report["trace"]]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [{"policy": "auto", **FAST}, {"policy": "idle", "idleShare": 0.01, "windowRounds": 2, **FAST}],
+    ids=["auto", "idle"],
+)
+def test_a_shrinking_pool_keeps_the_iterates(manifest, unshrunk, policy):
+    result = run(manifest, policy)
+    report = result.report
+    assert _objectives(result) == _objectives(unshrunk)  # bit for bit
+    np.testing.assert_array_equal(result.solution, unshrunk.solution)
+    workers = [entry["workers"] for entry in report["trace"]]
+    assert workers[0] == 4 and workers[-1] < 4 and min(workers) >= 2
+    assert workers == sorted(workers, reverse=True)
+    evicted = [c for c in report["coldStarts"] if (c["ended"] or "").startswith("evicted")]
+    assert len(evicted) == report["scaleIn"]["evictions"] == 4 - workers[-1]
+    decisions = report["scaleIn"]["decisions"]
+    assert report["scaleIn"]["policy"] == policy["policy"]
+    assert len(decisions) == report["iterations"] - 1  # every round but the last is decided
+    evictions = [d for d in decisions if d["action"] == "evict"]
+    assert sorted(d["victim"] for d in evictions) == sorted(c["worker"] for c in evicted)
+    traced = [e["scaleIn"] for e in report["trace"] if e["scaleIn"]]
+    assert traced == decisions
+
+
+def test_the_bill_adds_up_and_grows_round_by_round(unshrunk):
+    report = unshrunk.report
+    parts = sum(report["dollarsPerWorker"].values()) + report["alwaysOnDollars"]
+    assert report["costDollars"] == pytest.approx(parts, rel=1e-12) and parts > 0
+    assert set(report["dollarsPerWorker"]) == {"w0", "w1", "w2", "w3"}
+    assert report["perfPerDollar"] == pytest.approx(
+        1 / (report["wallSeconds"] * report["costDollars"])
+    )
+    spent = [entry["costDollars"] for entry in report["trace"]]
+    assert spent == sorted(spent) and 0 < spent[-1] <= report["costDollars"]
+    assert report["scaleIn"] == {"policy": "none", "evictions": 0, "decisions": []}
+
+
+def test_a_budget_stops_the_job_and_keeps_the_last_solution(manifest, unshrunk):
+    budget = unshrunk.report["trace"][0]["costDollars"] / 2  # spent before the first round ends
+    result = run(manifest, budget=budget)
+    report = result.report
+    assert report["status"] == "failed" and report["error"].startswith("BudgetExceeded:")
+    assert 1 <= report["iterations"] < unshrunk.report["iterations"]
+    assert report["trace"][-1]["scaleIn"]["action"] == "stop"
+    assert np.count_nonzero(result.solution) > 0
+    assert all(math.isfinite(e["objective"]) for e in report["trace"])
