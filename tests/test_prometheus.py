@@ -260,7 +260,7 @@ def test_promtool_checks_the_rules():
         [needs("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 8 rules found" in out.stdout
+    assert "SUCCESS: 10 rules found" in out.stdout
 
 
 def test_promtool_unit_tests_fire_and_stay_quiet():
