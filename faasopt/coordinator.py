@@ -2,8 +2,10 @@
 
 It starts the workers through a platform, hands each its blocks' state, and runs rounds: broadcast
 ``(k, rho_k, z_k)``, gather every block's new ``x_b``, reduce in block order (so the iterates do not
-depend on the placement), z-step, stop or go on. Every incoming message is decoded
-and checked; a bad, stale or foreign one is dropped and counted, never raised.
+depend on the placement), z-step, stop or go on. Between rounds, workers near their time limit
+are rotated: a successor takes over their blocks with the exact state. Every incoming message is
+decoded and checked; a bad, stale or foreign one is dropped and counted, never raised, and a
+duplicate instance of a worker (an invocation delivered twice) is told to leave.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class CoordinatorSettings:
 
 EVICTED = "evicted"
 """How the ``ended`` of a worker that scale-in evicted begins."""
+ROTATED = "rotated"
+"""How the ``ended`` of a worker rotated out before its time limit begins."""
 
 
 @dataclass
@@ -81,6 +85,10 @@ class WorkerRecord:
     blocks: tuple[int, ...]
     replaces: str | None = None
     """The worker whose blocks this one took over, if it is a replacement."""
+    rotates: str | None = None
+    """The worker whose blocks this one took over before its time limit, if it is a successor."""
+    instance: str | None = None
+    """The instance admitted under this name (its hello's); any other instance is a duplicate."""
     invocation: str = ""
     invoked_at: float = 0.0
     cold_start_seconds: float | None = None
@@ -96,6 +104,12 @@ class WorkerRecord:
     def retire(self, why: str) -> None:
         """It leaves the pool early, for ``why``, now."""
         self.ended, self.ended_at = why, time.perf_counter()
+
+    def said_hello(self, received: float, hello: p.Hello) -> None:
+        """Its first contact, at ``received``: the end of its cold start; the instance admitted."""
+        self.cold_start_seconds = received - self.invoked_at
+        self.load_seconds = hello.load_seconds
+        self.instance = hello.instance
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,11 @@ class Outcome:
     def replacements(self) -> int:
         return sum(w.replaces is not None for w in self.workers)
 
+    @property
+    def rotations(self) -> int:
+        """Workers rotated out before their time limit (a successor took over each)."""
+        return sum((w.ended or "").startswith(ROTATED) for w in self.workers)
+
 
 OnRound = Callable[[RoundReport], None]
 Accept = Callable[[float, p.Message], bool]
@@ -174,7 +193,8 @@ class Coordinator:
 
     A worker that exits, or stays silent past its deadline, is replaced: a fresh worker is
     invoked for the same blocks, handed their exact state, and sent the message of the phase in
-    flight. The job loses the time of that round, never its iterates.
+    flight. The job loses the time of that round, never its iterates. A worker that says it
+    leaves before its time limit is rotated between rounds the same way, without losing a round.
 
     Parameters
     ----------
@@ -232,9 +252,13 @@ class Coordinator:
         self._starting: set[str] = set()
         self._in_flight: p.Message | None = None  # what a worker admitted mid-phase needs
         self._slowest_round = 0.0
+        self._broadcasts: list[float] = []  # when the last two rounds were broadcast
         self._reconnects = 0
         self._beats: dict[str, float] = {}  # worker -> when its last heartbeat came
         self._copies: dict[str, str] = {}  # speculative copy -> the straggler it races
+        self._successors: dict[str, WorkerRecord] = {}  # worker -> successor started early
+        self._seconds_left: dict[str, float] = {}  # worker -> how long it stays, from its result
+        self._leaving: set[str] = set()  # workers whose last result said they leave
         self.speculations = 0
         self.speculation_wins = 0
         self.tracker = scalein.Tracker(plan.scale_in)
@@ -294,7 +318,10 @@ class Coordinator:
             solve_started = time.perf_counter()
             while not self.consensus.done:
                 await self._round(solve_started)
+                await self._rotate()
             objective = await self._finish()
+            # whoever is still up (a duplicate, a late copy) has nothing left to wait for
+            await self._publish(self.subjects.ctl, p.Stop("the job is over"))
         except (FaasoptError, NatsError) as exc:
             error = str(exc) if isinstance(exc, FaasoptError) else f"NATS: {exc}"
             if isinstance(exc, GuardStop):
@@ -334,7 +361,15 @@ class Coordinator:
 
     # --- the pool -------------------------------------------------------------------------
 
-    def _invoke(self, name: str, blocks: tuple[int, ...], replaces: str | None = None) -> None:
+    def _invoke(self, name: str, blocks: tuple[int, ...], **links: str) -> WorkerRecord:
+        """Invoke worker ``name`` into the pool (it joins once it says hello)."""
+        record = self._launch(name, blocks, **links)
+        self.workers[name] = record
+        self._starting.add(name)
+        return record
+
+    def _launch(self, name: str, blocks: tuple[int, ...], **links: str) -> WorkerRecord:
+        """Invoke worker ``name`` for ``blocks``; ``links``: whom it ``replaces`` or ``rotates``."""
         payload = WorkerPayload(
             namespace=self.plan.namespace,
             job=self.plan.name,
@@ -346,12 +381,12 @@ class Coordinator:
             nats_user=self.nats_user,
             data=self.plan.source,
             heartbeat_seconds=self.settings.heartbeat_timeout_seconds / 5,
+            time_limit_seconds=self.plan.time_limit_seconds,
         )
-        record = WorkerRecord(name, blocks, replaces=replaces, invoked_at=time.perf_counter())
+        record = WorkerRecord(name, blocks, **links, invoked_at=time.perf_counter())
         record.invocation = self.platform.invoke(payload)
-        self.workers[name] = record
         self.history.append(record)
-        self._starting.add(name)
+        return record
 
     def _replace(self, name: str, why: str, phase: str) -> str | None:
         """Retire ``name`` and invoke a fresh worker for its blocks; returns the new name.
@@ -381,7 +416,8 @@ class Coordinator:
         return new
 
     def _fresh_name(self, name: str, kind: str) -> str:
-        """``w1`` -> ``w1-r1`` (a replacement) or ``w1-s2`` (a speculative copy), never reused."""
+        """``w1`` -> ``w1-r1`` (a replacement), ``w1-s2`` (a speculative copy) or ``w1-t3`` (a
+        successor before the time limit), never reused."""
         base = name.split("-")[0]
         return f"{base}-{kind}{sum(w.name.split('-')[0] == base for w in self.history)}"
 
@@ -423,21 +459,27 @@ class Coordinator:
     async def _admit(self, received: float, hello: p.Hello) -> None:
         """A starting worker said hello: hand it its blocks' state and the phase in flight."""
         record = self.workers[hello.worker]
-        record.cold_start_seconds = received - record.invoked_at
-        record.load_seconds = hello.load_seconds
+        record.said_hello(received, hello)
         self._starting.discard(hello.worker)
+        await self._hand_over(record)
+
+    async def _hand_over(self, record: WorkerRecord) -> None:
+        """Send an admitted worker its blocks' exact state, and the phase in flight if any."""
         await self._publish(
-            self.subjects.worker(record.name), self._assignment(record.name, record.blocks)
+            self.subjects.worker(record.name), self._assignment(record, record.blocks)
         )
         if self._in_flight is not None:
             await self._publish(self.subjects.worker(record.name), self._in_flight)
 
-    def _assignment(self, name: str, blocks: tuple[int, ...]) -> p.Assign:
-        """The exact state of ``blocks`` for worker ``name`` (at its start, or moved to it)."""
+    def _assignment(self, record: WorkerRecord, blocks: tuple[int, ...]) -> p.Assign:
+        """The exact state of ``blocks`` for the admitted instance of ``record`` (at its start,
+        or moved to it)."""
         idx = list(blocks)
         st = self.consensus.state
         return p.Assign(
-            worker=name,
+            worker=record.name,
+            instance=record.instance or "",
+            iteration=self.consensus.iteration,
             blocks=blocks,
             rho_u=tuple(map(float, st.rho_u[idx])),
             relaxation=self.plan.settings.relaxation,
@@ -483,15 +525,99 @@ class Coordinator:
             return
         gone = self.workers.pop(victim)
         gone.retire(f"{EVICTED}: {why}")
-        await self._publish(self.subjects.worker(victim), p.Stop(gone.ended))
-        self.platform.retire(victim)
+        await self._stop(gone)
         moved: dict[str, list[int]] = {}
         for block in gone.blocks:
             name = min(survivors, key=lambda n: (len(self.workers[n].blocks), n))
             self.workers[name].blocks = tuple(sorted((*self.workers[name].blocks, block)))
             moved.setdefault(name, []).append(block)
         for name, blocks in moved.items():
-            await self._publish(self.subjects.worker(name), self._assignment(name, tuple(blocks)))
+            record = self.workers[name]
+            await self._publish(self.subjects.worker(name), self._assignment(record, tuple(blocks)))
+
+    async def _stop(self, record: WorkerRecord) -> None:
+        """Tell a retired worker's admitted instance to leave, and stop it on the platform."""
+        await self._publish(
+            self.subjects.worker(record.name), p.Stop(record.ended or "", record.instance)
+        )
+        self.platform.retire(record.name)
+
+    # --- rotation -------------------------------------------------------------------------
+
+    async def _rotate(self) -> None:
+        """Between rounds: hand the blocks of workers near their time limit to successors.
+
+        A worker whose last result said it leaves is retired, and its successor (started earlier,
+        or now) joins the pool; a successor that is ready takes its predecessor's place at once.
+        A worker that stays less than a cold start and two rounds more gets its successor started
+        now, so that the cold start overlaps its last rounds. Successors are handed the exact
+        state of the blocks, as any admitted worker: the iterates do not change.
+        """
+        await self._drop_orphans()
+        for name in sorted(self.workers):
+            successor = self._successors.get(name)
+            if name in self._leaving or (successor and successor.instance is not None):
+                await self._rotate_out(name)
+            elif successor is None and not self.consensus.done and self._due(name):
+                record = self.workers[name]
+                new = self._fresh_name(name, "t")
+                self._successors[name] = self._launch(new, record.blocks, rotates=name)
+        if self.consensus.done:  # no round left for early successors to take over
+            for name in list(self._successors):
+                await self._drop_successor(name, "the job ended before it took over")
+
+    def _due(self, name: str) -> bool:
+        """Whether ``name`` leaves within the slowest cold start so far and two rounds (from
+        broadcast to broadcast, the last one), as its last result says."""
+        seconds_left = self._seconds_left.get(name)
+        if seconds_left is None:
+            return False
+        cold = max((w.cold_start_seconds or 0.0) for w in self.history)
+        period = self._broadcasts[-1] - self._broadcasts[0]
+        return seconds_left < cold + 2.0 * max(period, self._slowest_round)
+
+    async def _rotate_out(self, name: str) -> None:
+        """Retire ``name`` and put its successor in its place: admitted at once if it said hello
+        already, else (just started, or started earlier but not up yet) when it does."""
+        old = self.workers.pop(name)
+        how = "it left before its time limit" if name in self._leaving else "its time limit nears"
+        self._leaving.discard(name)
+        self._seconds_left.pop(name, None)
+        early = self._successors.get(name)
+        if early is not None and early.blocks != old.blocks:  # scale-in moved blocks to it
+            await self._drop_successor(name, f"the blocks of {name} changed")
+        successor = self._successors.pop(name, None)
+        if successor is None:
+            new = self._fresh_name(name, "t")
+            successor = self._launch(new, old.blocks, rotates=name)
+        old.retire(f"{ROTATED}: {how}; {successor.name} took over")
+        await self._stop(old)
+        self.workers[successor.name] = successor
+        if successor.instance is None:
+            self._starting.add(successor.name)
+        else:
+            await self._hand_over(successor)
+
+    async def _drop_successor(self, name: str, why: str) -> None:
+        """Retire the early successor of ``name`` before it took over."""
+        successor = self._successors.pop(name)
+        successor.retire(why)
+        await self._stop(successor)
+
+    async def _drop_orphans(self) -> None:
+        """Retire early successors that cannot take over: their predecessor left the pool
+        otherwise (died, evicted), or they exited before their turn."""
+        exited = self.platform.exited()
+        for name in sorted(self._successors):
+            successor = self._successors[name]
+            if name not in self.workers:
+                await self._drop_successor(name, f"{name} left the pool before its time limit")
+            elif successor.name in exited:
+                await self._drop_successor(name, f"exited with status {exited[successor.name]}")
+
+    def _early(self, name: str | None) -> WorkerRecord | None:
+        """The early successor called ``name``, if one waits for its turn."""
+        return next((s for s in self._successors.values() if s.name == name), None)
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -504,6 +630,7 @@ class Coordinator:
         iterations = np.zeros(self.plan.n_blocks, dtype=int)
         timings: dict[str, WorkerTiming] = {}
         sent = time.perf_counter()
+        self._broadcasts = [*self._broadcasts[-1:], sent]
         iterate = p.Iterate(k, tuple(map(float, c.rho)), tuple(map(float, c.state.tolerance)), c.z)
         await self._publish(self.subjects.ctl, iterate)
 
@@ -520,6 +647,7 @@ class Coordinator:
                 raise ProtocolError("bad-shape", f"x {msg.x.shape} for blocks {idx}")
             x[idx], loss[idx] = msg.x, msg.loss_at_z
             evaluations[idx], iterations[idx] = msg.gradient_evaluations, msg.solver_iterations
+            self._note_time_left(msg)
             timings[msg.worker] = WorkerTiming(
                 compute=msg.compute_seconds,
                 idle=msg.idle_seconds,
@@ -539,6 +667,13 @@ class Coordinator:
         finally:  # observers see the round, and the eviction or stop it led to
             if self.on_round is not None:
                 self.on_round(report)
+
+    def _note_time_left(self, result: p.Result) -> None:
+        """What a worker's result says about its time limit, for :meth:`_rotate`."""
+        if result.leaving:
+            self._leaving.add(result.worker)
+        if result.seconds_left is not None:
+            self._seconds_left[result.worker] = result.seconds_left
 
     async def _finish(self) -> float:
         finish = p.Finish(str(self.consensus.status), self.consensus.z)
@@ -582,10 +717,12 @@ class Coordinator:
 
         ``accept`` takes a worker's message and says whether it is that worker's answer (None:
         the answer is the hello itself, as at start). A hello from a starting worker admits it
-        in any phase. A worker that exits, or is silent for ``patience`` seconds, is replaced,
-        and its replacement is sent ``in_flight``. A message from an unknown worker, for blocks
-        it does not hold, one already answered, or one ``accept`` refuses (by ProtocolError) is
-        dropped and counted. Fails on the job's deadline or on a signal.
+        in any phase (the first instance of its name; a hello from an early successor only
+        marks it ready). A worker that exits, or is silent for ``patience`` seconds, is replaced,
+        and its replacement is sent ``in_flight``. A message from an unknown worker or another
+        instance than the admitted one (a hello of either is told to leave), for blocks it does
+        not hold, one already answered, or one ``accept`` refuses (by ProtocolError) is dropped
+        and counted. Fails on the job's deadline or on a signal.
         """
         self._in_flight = in_flight
         self._replaced.clear()
@@ -622,8 +759,17 @@ class Coordinator:
                 continue
             name = getattr(msg, "worker", None)
             record = self.workers.get(name)
-            if record is None:
-                self.decoder.reject("unknown-worker")
+            early = self._early(name)
+            known = record or early
+            if known is None:
+                await self._refuse(msg, "unknown-worker")
+            elif known.instance is not None and getattr(msg, "instance", None) != known.instance:
+                await self._refuse(msg, "duplicate-instance")
+            elif early is not None:  # up early: it takes over at the next round boundary
+                if isinstance(msg, p.Hello):
+                    early.said_hello(received, msg)
+                elif not isinstance(msg, p.Heartbeat):
+                    self.decoder.reject("unexpected")
             elif isinstance(msg, p.Heartbeat):
                 self._beats[name] = received
             elif getattr(msg, "blocks", record.blocks) != record.blocks:
@@ -649,6 +795,16 @@ class Coordinator:
                         self.decoder.reject("unexpected")
                 except ProtocolError as exc:
                     self.decoder.reject(exc.reason)
+        self._in_flight = None
+
+    async def _refuse(self, msg: p.Message, reason: str) -> None:
+        """Drop and count ``msg``. A hello is also told to leave: it comes from a duplicate
+        instance, or from a worker no longer in the pool (a late copy of one replaced, rotated or
+        evicted), which would otherwise wait for its idle timeout."""
+        self.decoder.reject(reason)
+        if isinstance(msg, p.Hello):
+            stop = p.Stop(f"refused: {reason}", msg.instance)
+            await self._publish(self.subjects.worker(msg.worker), stop)
 
     async def _ask_again(
         self, in_flight: p.Message | None, answered: dict[str, float], asked: dict[str, float]

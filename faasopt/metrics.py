@@ -11,8 +11,7 @@ ceil(W / 10) per round and say nothing about stragglers).
 Scrape with ``honor_labels: true`` (a ServiceMonitor's ``honorLabels``): the ``job`` label is the
 TrainingJob's, not the scrape job's.
 
-Not exported yet, because nothing measures them yet: ``faasopt_worker_rotations_total`` and
-``faasopt_messages_bytes_total``.
+Not exported yet, because nothing measures it yet: ``faasopt_messages_bytes_total``.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.exposition import start_http_server
 from prometheus_client.utils import floatToGoString
 
-from faasopt.coordinator import EVICTED, Outcome, RoundReport, WorkerRecord
+from faasopt.coordinator import EVICTED, ROTATED, Outcome, RoundReport, WorkerRecord
 from faasopt.errors import PlatformError
 from faasopt.plan import JobPlan
 from faasopt.report import slowest
@@ -113,6 +112,11 @@ SPECS: dict[str, Spec] = {
             "faasopt_worker_replacements_total",
             "counter",
             "Workers started to take over the blocks of one that died or went silent.",
+        ),
+        Spec(
+            "faasopt_worker_rotations_total",
+            "counter",
+            "Workers rotated out near their time limit; a successor took over their blocks.",
         ),
         Spec(
             "faasopt_scalein_evictions_total",
@@ -237,6 +241,7 @@ class JobMetrics:
         self._slowest: Tally[str] = Tally()
         self._cold: set[tuple[str, str]] = set()
         self._replacements: set[str] = set()
+        self._rotations: set[str] = set()
         self._evictions: set[str] = set()
         self._dollars = 0.0
         self._rejected_seen: Tally[str] = Tally()
@@ -307,11 +312,15 @@ class JobMetrics:
             )
 
     def _count_workers(self, workers: Iterable[WorkerRecord]) -> None:
-        """Cold starts, replacements and evictions not counted yet (each worker once)."""
+        """Cold starts, replacements, rotations and evictions not counted yet (each worker
+        once)."""
         for record in workers:
             if record.replaces is not None and record.name not in self._replacements:
                 self._replacements.add(record.name)
                 self._m["faasopt_worker_replacements_total"].inc()
+            if (record.ended or "").startswith(ROTATED) and record.name not in self._rotations:
+                self._rotations.add(record.name)
+                self._m["faasopt_worker_rotations_total"].inc()
             if (record.ended or "").startswith(EVICTED) and record.name not in self._evictions:
                 self._evictions.add(record.name)
                 self._m["faasopt_scalein_evictions_total"].inc()

@@ -21,7 +21,13 @@ and scipy's L-BFGS-B makes many tiny BLAS calls that threaded OpenBLAS slows dow
 
 @dataclass(frozen=True)
 class WorkerPayload:
-    """What a worker is started with: small, JSON, the same on every platform."""
+    """What a worker is started with: small, JSON, the same on every platform.
+
+    One invocation is (job, worker, blocks): the coordinator never reuses a worker name (a
+    successor is ``w1-r1``, ``w1-t2``...), so the name is the invocation's generation. A platform
+    that delivers an invocation twice starts two instances of one name; the coordinator admits
+    the first to say hello and stops the other.
+    """
 
     namespace: str
     job: str
@@ -37,6 +43,10 @@ class WorkerPayload:
     """Leave when the coordinator says nothing for this long (it is gone)."""
     heartbeat_seconds: float = 2.0
     """Interval of the heartbeats on the job's ``hb`` subject."""
+    time_limit_seconds: float | None = None
+    """A worker's lifetime from its start (``spec.workers.timeLimitSeconds``); it leaves at a
+    round boundary before it, and the coordinator starts a successor (rotation). None: no limit
+    but the platform's own (Lambda's remaining time, Knative's and OpenFaaS's timeouts)."""
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "blocks": list(self.blocks)})

@@ -59,7 +59,7 @@ class Subjects:
         return f"{self.prefix}.hb"
 
     def worker(self, name: str) -> str:
-        """Coordinator to one worker: its assignment."""
+        """Coordinator to one worker: its assignment, and stops addressed to one instance."""
         return f"{self.prefix}.ctl.{name}"
 
     @property
@@ -77,26 +77,32 @@ class Subjects:
 class Hello:
     """A worker is up and has loaded its blocks (its first contact: the end of its cold start)."""
 
-    KIND: ClassVar[str] = "hello.v1"
+    KIND: ClassVar[str] = "hello.v2"
     ARRAY: ClassVar[str | None] = None
     worker: str
     blocks: tuple[int, ...]
     pid: int
     load_seconds: float
+    instance: str = ""
+    """A random id of this process: a platform may start one invocation twice (at-least-once),
+    and the coordinator admits only the first instance of a worker name ("": not given)."""
 
 
 @dataclass(frozen=True)
 class Assign:
-    """The state of a worker's nb blocks and how to step them.
+    """The state of a worker's nb blocks and how to step them, for one instance of the worker.
 
     ``state`` stacks x_b (nb rows), u_b (nb rows) and z_u (one row), shape (2 nb + 1, d): u_b is
     scaled for ``rho_u`` (one per block) and still lacks the dual step of the round that made
     x_b, taken from z_u (see ``faasopt.solvers.admm.dual_update``). ``relaxation`` is alpha; the
     other scalars are the fields of ``LocalSolverSettings`` (``gradient_tolerance`` the configured
-    one: each round's comes with the round).
+    one: each round's comes with the round). ``instance`` is the admitted instance's (see
+    :class:`Hello`): a duplicate of the worker ignores it and never takes part. ``iteration`` is
+    the round the state is ready for: a worker that was up early (a successor before a time
+    limit) ignores the broadcasts of earlier rounds it saw while it waited.
     """
 
-    KIND: ClassVar[str] = "assign.v3"
+    KIND: ClassVar[str] = "assign.v4"
     ARRAY: ClassVar[str | None] = "state"
     worker: str
     blocks: tuple[int, ...]
@@ -108,13 +114,15 @@ class Assign:
     min_iterations: int
     max_iterations: int
     state: np.ndarray
+    instance: str = ""
+    iteration: int = 0
 
     def __post_init__(self) -> None:
         nb = len(self.blocks)
         if len(self.rho_u) != nb or self.state.shape[:1] != (2 * nb + 1,):
             raise ProtocolError("bad-shape", f"state {self.state.shape} for {nb} blocks")
         if min(self.rho_u, default=1.0) <= 0:
-            raise ProtocolError("bad-field", "assign.v3.rho_u must be > 0")
+            raise ProtocolError("bad-field", "assign.v4.rho_u must be > 0")
 
 
 @dataclass(frozen=True)
@@ -145,10 +153,13 @@ class Result:
 
     ``x`` holds the new x_b, shape (nb, d), rows in the order of ``blocks`` (the coordinator forms
     omega_b and q_b of Algorithm 2 itself, from its exact copy of u_b); compute and idle seconds
-    are measured by the worker as in seed 001, Section II-B.
+    are measured by the worker as in seed 001, Section II-B. ``leaving``: the worker's time limit
+    is too close for another round, so it leaves after this result (rotation, issue #5);
+    ``seconds_left``: how long before it will leave (None: it has no time limit), so that the
+    coordinator can start its successor early.
     """
 
-    KIND: ClassVar[str] = "result.v2"
+    KIND: ClassVar[str] = "result.v3"
     ARRAY: ClassVar[str | None] = "x"
     worker: str
     iteration: int
@@ -159,6 +170,13 @@ class Result:
     compute_seconds: float
     idle_seconds: float
     x: np.ndarray
+    instance: str = ""
+    leaving: bool = False
+    seconds_left: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.seconds_left is not None and self.seconds_left < 0:
+            raise ProtocolError("bad-field", "result.v3.seconds_left must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -175,30 +193,34 @@ class Finish:
 class Final:
     """A worker's last word: f_b(z) for its blocks and its peak resident memory."""
 
-    KIND: ClassVar[str] = "final.v1"
+    KIND: ClassVar[str] = "final.v2"
     ARRAY: ClassVar[str | None] = None
     worker: str
     blocks: tuple[int, ...]
     loss_at_z: tuple[float, ...]
     peak_rss_bytes: int
+    instance: str = ""
 
 
 @dataclass(frozen=True)
 class Stop:
-    """Leave now, without answering (the job failed or was cancelled)."""
+    """Leave now, without answering: every worker (the job failed or was cancelled), or, with
+    ``instance``, only that instance (a duplicate, or a worker rotated out or evicted)."""
 
-    KIND: ClassVar[str] = "stop.v1"
+    KIND: ClassVar[str] = "stop.v2"
     ARRAY: ClassVar[str | None] = None
     reason: str
+    instance: str | None = None
 
 
 @dataclass(frozen=True)
 class Heartbeat:
     """A worker is alive (sent on the ``hb`` subject every few seconds, also while computing)."""
 
-    KIND: ClassVar[str] = "heartbeat.v1"
+    KIND: ClassVar[str] = "heartbeat.v2"
     ARRAY: ClassVar[str | None] = None
     worker: str
+    instance: str = ""
 
 
 Message = Hello | Assign | Iterate | Result | Finish | Final | Stop | Heartbeat
@@ -215,10 +237,17 @@ def _check_float(value: Any) -> bool:
     return (_check_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
+def _check_str(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 256
+
+
 _CHECKS = {
     "int": _check_int,
     "float": _check_float,
-    "str": lambda v: isinstance(v, str) and len(v) <= 256,
+    "bool": lambda v: isinstance(v, bool),
+    "str": _check_str,
+    "float | None": lambda v: v is None or _check_float(v),
+    "str | None": lambda v: v is None or _check_str(v),
     "tuple[int, ...]": lambda v: isinstance(v, list) and all(map(_check_int, v)),
     "tuple[float, ...]": lambda v: isinstance(v, list) and all(map(_check_float, v)),
 }

@@ -77,7 +77,7 @@ def build_report(
         "rows": plan.rows,
         "features": plan.features,
         "platform": plan.platform,
-        "rotations": 0,
+        "rotations": outcome.rotations,
         "replacements": outcome.replacements,
         "stragglers": {
             "speculated": outcome.speculations,
@@ -95,6 +95,7 @@ def build_report(
                 "seconds": w.cold_start_seconds,
                 "loadSeconds": w.load_seconds,
                 "replaces": w.replaces,
+                "rotates": w.rotates,
                 "ended": w.ended,
             }
             for w in outcome.workers

@@ -6,6 +6,11 @@ the state of its blocks (``assign``), run rounds (``iterate``), report its losse
 leave (``finish``), or leave at once (``stop``). Nothing it knows is lost if it dies: the
 coordinator can hand its blocks to another worker.
 
+A worker with a time limit leaves at a round boundary before it (rotation, issue #5): after each
+result it compares the time left with a margin learned from its own rounds, says in the result
+how long it will stay, and leaves after the result that says ``leaving``. Every process draws a
+random instance id, sent with all it says, so that a duplicate invocation can be told apart.
+
 Run as ``python -m faasopt.worker`` with the payload, as JSON, in ``$FAASOPT_WORKER_PAYLOAD``.
 """
 
@@ -15,6 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ from nats.errors import Error as NatsError
 
 from faasopt import protocol as p
 from faasopt.data import Block, load_blocks
+from faasopt.invocation import deadline_from
 from faasopt.nats_client import connect, disconnect
 from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WorkerPayload
 from faasopt.platforms.processes import peak_rss_bytes
@@ -34,6 +41,10 @@ from faasopt.solvers.local import LocalSolverSettings
 from faasopt.solvers.logistic import logistic_loss
 
 log = logging.getLogger("faasopt.worker")
+ROTATION_MIN_MARGIN_SECONDS = 0.25
+"""The least time a worker keeps for its next round before its deadline; twice its slowest
+round so far usually decides. Leaving itself (draining NATS) is already outside the deadline
+(:data:`faasopt.invocation.LEAVE_MARGIN_SECONDS`)."""
 
 
 @dataclass
@@ -42,8 +53,15 @@ class _State:
 
     data: dict[int, Block]
     """The data of every block loaded, by block number."""
+    instance: str
+    """This process's random id: its messages carry it, assignments and stops must match it."""
+    leave_at: float | None = None
+    """The deadline of this invocation on the event loop's clock; None: no limit."""
     held: tuple[int, ...] = ()
     """The blocks whose state this worker holds, ascending: its own, and any moved to it."""
+    ready_for: int = 0
+    """The round its state is for (the last assignment's): broadcasts of earlier rounds, seen
+    while it waited for its turn, are not for it."""
     x: np.ndarray | None = None
     u: np.ndarray | None = None
     rho_u: np.ndarray | None = None
@@ -54,6 +72,10 @@ class _State:
     """The result of the last round, sent again if that round's broadcast comes again."""
     last_sent: float = 0.0
     """When this worker last sent (hello or result): idle time runs from there."""
+    last_received: float | None = None
+    """When the last round's broadcast came: rounds are timed from broadcast to broadcast."""
+    slowest_round: float = 0.0
+    """The longest round seen (broadcast to broadcast, or one x-step): the rotation margin."""
 
 
 async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -> None:
@@ -61,11 +83,17 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
 
     ``deadline_seconds`` is how long this invocation may still run: the platform's limit (Lambda's
     remaining time, Knative's ``timeoutSeconds``, OpenFaaS's ``exec_timeout``) less the time to
-    leave; None: no limit. At the deadline the worker leaves cleanly, so the platform never has to
-    kill it; leaving earlier, at a round boundary, is rotation (issue #5, item 1).
+    leave; None: no limit. The payload's ``time_limit_seconds`` (less the same time to leave)
+    bounds it too. The worker leaves at a round boundary before the deadline (rotation, issue #5,
+    item 1); the deadline itself is the backstop: there the worker leaves wherever it is, and the
+    coordinator replaces it as a worker lost mid-round.
     """
+    limits = [
+        s for s in (deadline_seconds, deadline_from(payload.time_limit_seconds)) if s is not None
+    ]
     now = asyncio.get_running_loop().time()
-    leave_at = None if deadline_seconds is None else now + deadline_seconds
+    leave_at = now + min(limits) if limits else None
+    instance = secrets.token_hex(8)
     started = time.perf_counter()
     blocks = load_blocks(payload.data, payload.blocks, payload.n_blocks)
     load_seconds = time.perf_counter() - started
@@ -82,8 +110,11 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
 
     async def on_message(msg) -> None:
         message = decoder.feed(msg.data)
-        if message is not None:
-            inbox.put_nowait((time.perf_counter(), message))
+        if message is None:
+            return
+        if getattr(message, "instance", None) not in (None, instance):
+            return  # an assign or stop for another instance of this worker (a duplicate)
+        inbox.put_nowait((time.perf_counter(), message))
 
     async def on_closed() -> None:  # the server stayed away: nobody is left to answer to
         inbox.put_nowait((time.perf_counter(), p.Stop("NATS connection closed")))
@@ -110,11 +141,17 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
         await nc.subscribe(subjects.ctl, cb=on_message)
         await nc.subscribe(subjects.worker(payload.worker), cb=on_message)
         await nc.flush()
-        await send(p.Hello(payload.worker, payload.blocks, os.getpid(), load_seconds))
-        beats = asyncio.create_task(_beat(nc, subjects, payload))
+        await send(p.Hello(payload.worker, payload.blocks, os.getpid(), load_seconds, instance))
+        beats = asyncio.create_task(_beat(nc, subjects, payload, instance))
+        state = _State(
+            data=dict(zip(payload.blocks, blocks, strict=True)),
+            instance=instance,
+            leave_at=leave_at,
+            last_sent=time.perf_counter(),
+        )
         try:
             async with asyncio.timeout_at(leave_at) as window:
-                await _loop(payload, blocks, inbox, send, decoder, hello_sent=time.perf_counter())
+                await _loop(payload, state, inbox, send, decoder)
         except TimeoutError:
             if not window.expired():
                 raise
@@ -125,9 +162,10 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
         await disconnect(nc)
 
 
-async def _beat(nc, subjects: p.Subjects, payload: WorkerPayload) -> None:
+async def _beat(nc, subjects: p.Subjects, payload: WorkerPayload, instance: str) -> None:
     """Signs of life while the loop waits or the x-steps run in their thread."""
-    (frame,) = p.encode(p.Heartbeat(payload.worker), subjects.key, payload.worker, 0, 1 << 16)
+    beat = p.Heartbeat(payload.worker, instance)
+    (frame,) = p.encode(beat, subjects.key, payload.worker, 0, 1 << 16)
     while True:
         await asyncio.sleep(payload.heartbeat_seconds)
         try:
@@ -136,11 +174,8 @@ async def _beat(nc, subjects: p.Subjects, payload: WorkerPayload) -> None:
             log.info("heartbeat not sent: %s", exc)
 
 
-async def _loop(
-    payload: WorkerPayload, blocks, inbox, send, decoder: p.Decoder, hello_sent: float
-) -> None:
-    state = _State(data=dict(zip(payload.blocks, blocks, strict=True)), last_sent=hello_sent)
-    waiting: tuple[float, p.Iterate] | None = None  # an iterate that came before the assignment
+async def _loop(payload: WorkerPayload, state: _State, inbox, send, decoder: p.Decoder) -> None:
+    waiting: tuple[float, p.Message] | None = None  # a round or finish before the assignment
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -172,6 +207,8 @@ async def _loop(
             if state.x is None:
                 waiting = (received, message)
                 continue
+            if message.iteration < state.ready_for:
+                continue
             if state.answer is not None and message.iteration <= state.answer.iteration:
                 # A repeated broadcast (NATS delivers at most once, so the coordinator resends
                 # after an outage): answer again, never apply a round twice.
@@ -183,18 +220,48 @@ async def _loop(
             idle = received - state.last_sent
             state.last_sent = finished
             state.answer = p.Result(
-                **result, compute_seconds=finished - received, idle_seconds=idle
+                **result,
+                compute_seconds=finished - received,
+                idle_seconds=idle,
+                instance=state.instance,
+                **_time_left(state, received, finished, loop.time()),
             )
             await send(state.answer)
+            if state.answer.leaving:
+                log.info("round %d was the last before the time limit; leaving", message.iteration)
+                return
         elif isinstance(message, p.Finish):
+            if state.x is None:
+                waiting = (received, message)
+                continue
             losses = tuple(
                 logistic_loss(state.data[b].A, state.data[b].y, message.z) for b in state.held
             )
-            await send(p.Final(payload.worker, state.held, losses, peak_rss_bytes()))
+            final = p.Final(payload.worker, state.held, losses, peak_rss_bytes(), state.instance)
+            await send(final)
             return
         elif isinstance(message, p.Stop):
             log.info("stopped by the coordinator: %s", message.reason)
             return
+
+
+def _time_left(state: _State, received: float, finished: float, now: float) -> dict[str, Any]:
+    """Whether this worker leaves after the round just computed, and how long it will stay.
+
+    It stays while the time left covers ``max(ROTATION_MIN_MARGIN_SECONDS, 2 x its slowest
+    round)``: a round is timed from the previous broadcast to this one (all the pool's work and
+    the coordinator's), or its own x-steps if longer. ``received`` and ``finished`` are on the
+    perf_counter clock, ``now`` on the event loop's (the deadline's).
+    """
+    rounds = [finished - received]
+    if state.last_received is not None:
+        rounds.append(received - state.last_received)
+    state.last_received = received
+    state.slowest_round = max(state.slowest_round, *rounds)
+    if state.leave_at is None:
+        return {"leaving": False, "seconds_left": None}
+    spare = state.leave_at - now - max(ROTATION_MIN_MARGIN_SECONDS, 2 * state.slowest_round)
+    return {"leaving": spare < 0, "seconds_left": max(spare, 0.0)}
 
 
 def _take(state: _State, message: p.Assign) -> None:
@@ -215,6 +282,7 @@ def _take(state: _State, message: p.Assign) -> None:
     state.u = np.array([merged[b][1] for b in state.held])
     state.rho_u = np.array([merged[b][2] for b in state.held])
     state.z_u = np.array(message.state[2 * nb])
+    state.ready_for = message.iteration
     state.relaxation = message.relaxation
     state.settings = LocalSolverSettings(
         **{f.name: getattr(message, f.name) for f in dataclasses.fields(LocalSolverSettings)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import botocore.session
 import pytest
@@ -259,7 +260,7 @@ def local_run(secured):
     return outcome
 
 
-def _run_on_lambda(secured, lifetime, settings=None):
+def _run_on_lambda(secured, lifetime, settings=None, on_round=None):
     """The job through LambdaPlatform on a stubbed client whose Event invocations the fake
     runtime runs; returns the outcome and the runtime."""
     client = _client()
@@ -286,6 +287,7 @@ def _run_on_lambda(secured, lifetime, settings=None):
                 coordinator=COORDINATOR,
                 worker=WORKER,
                 settings=settings,
+                on_round=on_round,
             )
         finally:
             runtime.join()
@@ -324,3 +326,19 @@ def test_workers_out_of_time_leave_and_the_heartbeat_timeout_replaces_them(secur
     ended = [w.ended for w in outcome.workers if w.ended]
     assert len(ended) == first and all("sent no heartbeat" in why for why in ended)
     assert len(runtime.events) == 2 * first
+
+
+def test_workers_near_their_time_limit_rotate_and_the_iterates_do_not_change(secured, local_run):
+    """Every invocation has 4 s (2 s before it must leave); the test holds each round 0.25 s, so
+    a worker's time runs out within a few rounds. It leaves at a round boundary, the coordinator
+    invokes a successor for its blocks and hands it their exact state: no round is lost."""
+    outcome, runtime = _run_on_lambda(
+        secured, lambda n: 4.0, on_round=lambda report: time.sleep(0.25)
+    )
+    assert runtime.errors == []
+    assert outcome.error is None and outcome.status.value == "converged"
+    assert objectives(outcome) == objectives(local_run)
+    assert outcome.rotations >= PLAN.workers and outcome.replacements == 0
+    successors = [w for w in outcome.workers if w.rotates and w.cold_start_seconds is not None]
+    assert len(successors) >= outcome.rotations
+    assert all(w.cold_start_seconds > 0 for w in successors)

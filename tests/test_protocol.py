@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 
@@ -51,13 +52,19 @@ def test_subjects_are_per_job():
 @pytest.mark.parametrize(
     "message",
     [
-        p.Hello("w1", (2, 3), 1234, 0.5),
+        p.Hello("w1", (2, 3), 1234, 0.5, "9f3c2a"),
         p.Iterate(7, (0.5, 2.0), (1e-2, 3e-3), np.linspace(-1, 1, 5)),
         _result(),
+        dataclasses.replace(_result(), instance="9f3c2a", leaving=True, seconds_left=0.0),
         p.Finish("converged", np.ones(4)),
-        p.Final("w1", (2,), (1.25,), 10_000_000),
+        p.Final("w1", (2,), (1.25,), 10_000_000, "9f3c2a"),
         p.Stop("deadline"),
+        p.Stop("refused: duplicate-instance", "9f3c2a"),
+        p.Heartbeat("w1", "9f3c2a"),
         p.Assign("w0", (0, 1), (2.0, 0.5), 1.8, "fista", 1e-2, 1e-12, 1, 1000, np.zeros((5, 3))),
+        p.Assign(
+            "w0", (0,), (2.0,), 1.8, "fista", 1e-2, 1e-12, 1, 9, np.zeros((3, 3)), "9f3c2a", 12
+        ),
     ],
 )
 def test_every_kind_round_trips_exactly(message):
@@ -95,6 +102,17 @@ GOOD_ITERATE = {"kind": "iterate.v2", "job": JOB, "sender": "c", "msg": 1, "iter
 TWO = np.array([1.0, 2.0]).tobytes()
 
 
+def _header(message) -> dict:
+    (frame,) = p.encode(message, JOB, "w0", 1, 1 << 20)
+    return json.loads(frame[8 : 8 + struct.unpack_from("<I", frame, 4)[0]])
+
+
+STOP = _header(p.Stop("x", "9f3c2a"))
+HELLO = _header(p.Hello("w1", (2, 3), 1234, 0.5, "9f3c2a"))
+RESULT = _header(_result())
+RESULT_X = _result().x.tobytes()
+
+
 @pytest.mark.parametrize(
     ("frame", "reason"),
     [
@@ -122,7 +140,17 @@ TWO = np.array([1.0, 2.0]).tobytes()
         (_frame(GOOD_ITERATE, np.array([np.inf, 0.0]).tobytes()), "non-finite"),
         (_frame({**GOOD_ITERATE, "chunk": [5, 2]}, TWO), "bad-chunk"),
         (_frame({**GOOD_ITERATE, "chunk": [0, 2], "nbytes": 1 << 40}, TWO), "too-large"),
-        (_frame({"kind": "stop.v1", "job": JOB, "reason": "x", "nbytes": 2}, b"ab"), "bad-array"),
+        (
+            _frame({"kind": "stop.v1", "job": JOB, "reason": "x", "nbytes": 2}, b"ab"),
+            "unexpected-kind",
+        ),
+        (_frame({**STOP, "nbytes": 2}, b"ab"), "bad-array"),
+        (_frame({**STOP, "instance": 7}, b""), "bad-field"),
+        (_frame({k: v for k, v in HELLO.items() if k != "instance"}, b""), "bad-field"),
+        (_frame({**HELLO, "instance": "x" * 300}, b""), "bad-field"),
+        (_frame({**RESULT, "leaving": 1}, RESULT_X), "bad-field"),
+        (_frame({**RESULT, "seconds_left": -1.0}, RESULT_X), "bad-field"),
+        (_frame({**RESULT, "seconds_left": "soon"}, RESULT_X), "bad-field"),
     ],
 )
 def test_bad_frames_are_dropped_and_counted(frame, reason):
