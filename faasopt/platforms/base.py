@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
+from faasopt.errors import PlatformError
 from faasopt.payload import WorkerPayload
+
+T = TypeVar("T")
 
 
 class Platform(Protocol):
@@ -26,3 +31,14 @@ class Platform(Protocol):
 
     def teardown(self) -> None:
         """Stop every worker of the job and remove what deploy made."""
+
+
+def wait_until(ready: Callable[[], T | None], seconds: float, what: str) -> T:
+    """Poll ``ready`` once a second until it returns something; a PlatformError naming ``what``
+    after ``seconds``. ``ready`` may raise to give up at once (a failed deployment)."""
+    give_up = time.monotonic() + seconds
+    while (found := ready()) is None:
+        if time.monotonic() > give_up:
+            raise PlatformError(f"{what} not ready after {seconds:g} s")
+        time.sleep(1.0)
+    return found

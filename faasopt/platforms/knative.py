@@ -17,7 +17,6 @@ import http.client
 import math
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from faasopt.errors import PlatformError
 from faasopt.invocation import TIME_LIMIT_ENV
 from faasopt.payload import NATS_TOKEN_ENV, WORKER_ENV, WorkerPayload
+from faasopt.platforms.base import wait_until
 from faasopt.platforms.naming import bounded_name
 from faasopt.platforms.pods import (
     COMMON_LABELS,
@@ -281,24 +281,23 @@ class KnativePlatform:
         self.url = self._wait_ready()
 
     def _wait_ready(self) -> str:
-        give_up = time.monotonic() + self.settings.ready_timeout_seconds
-        while True:
-            service = self._call("get", self.api.get_namespaced_custom_object, name=self.service)
-            status = service.get("status") or {}
-            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
-            if ready.get("status") == "True" and status.get("url"):
-                return status["url"]
-            if ready.get("status") == "False":
-                why = f"{ready.get('reason', '')}: {ready.get('message', '')}"
-                raise PlatformError(
-                    f"knative service {self.namespace}/{self.service} failed: {why}"
-                )
-            if time.monotonic() > give_up:
-                raise PlatformError(
-                    f"knative service {self.namespace}/{self.service} not ready after "
-                    f"{self.settings.ready_timeout_seconds:g} s"
-                )
-            time.sleep(1.0)
+        return wait_until(
+            self._url_when_ready,
+            self.settings.ready_timeout_seconds,
+            f"knative service {self.namespace}/{self.service}",
+        )
+
+    def _url_when_ready(self) -> str | None:
+        """The Service's URL once Ready; None while not yet; PlatformError once it failed."""
+        service = self._call("get", self.api.get_namespaced_custom_object, name=self.service)
+        status = service.get("status") or {}
+        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        if ready.get("status") == "True" and status.get("url"):
+            return status["url"]
+        if ready.get("status") == "False":
+            why = f"{ready.get('reason', '')}: {ready.get('message', '')}"
+            raise PlatformError(f"knative service {self.namespace}/{self.service} failed: {why}")
+        return None
 
     def invoke(self, payload: WorkerPayload) -> str:
         """POST the payload (without its token) to the Service; returns a request id."""

@@ -18,7 +18,6 @@ import math
 import re
 import secrets
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from urllib.parse import quote
 from faasopt.errors import PlatformError
 from faasopt.invocation import NATS_TOKEN_FILE_ENV, TIME_LIMIT_ENV
 from faasopt.payload import WORKER_ENV, WorkerPayload
+from faasopt.platforms.base import wait_until
 from faasopt.platforms.naming import bounded_name
 from faasopt.platforms.pods import COMMON_LABELS, JOB_LABEL, NATS_TOKEN_KEY
 
@@ -250,17 +250,16 @@ class OpenFaasPlatform:
             )
 
     def _wait_ready(self) -> None:
-        give_up = time.monotonic() + self.settings.ready_timeout_seconds
-        while True:
-            status = json.loads(self._read(self._status_path()))
-            if status.get("availableReplicas", 0) >= 1:
-                return
-            if time.monotonic() > give_up:
-                raise PlatformError(
-                    f"openfaas function {self.function} has no ready instance after "
-                    f"{self.settings.ready_timeout_seconds:g} s"
-                )
-            time.sleep(1.0)
+        wait_until(
+            self._an_instance_is_ready,
+            self.settings.ready_timeout_seconds,
+            f"openfaas function {self.function}",
+        )
+
+    def _an_instance_is_ready(self) -> bool | None:
+        """True once the function has a ready instance; None while not yet."""
+        status = json.loads(self._read(self._status_path()))
+        return True if status.get("availableReplicas", 0) >= 1 else None
 
     def invoke(self, payload: WorkerPayload) -> str:
         """Queue the worker's invocation; returns the gateway's call id."""
