@@ -28,7 +28,8 @@ import secrets as random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,22 @@ import jsonschema
 import kubernetes_validate
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from botocore.stub import ANY, Stubber
+from conftest import BASE_MANIFEST, merge
 from kubernetes.client.exceptions import ApiException
 
 from faasopt.coordinator import Coordinator, CoordinatorSettings, Outcome
 from faasopt.function_app import start_server
 from faasopt.invocation import NATS_TOKEN_FILE_ENV
 from faasopt.lambda_handler import handler
+from faasopt.nats_auth import job_credentials
 from faasopt.nats_client import connect, disconnect
-from faasopt.plan import JobPlan
+from faasopt.plan import JobPlan, plan_job
 from faasopt.platforms.base import Platform
+from faasopt.platforms.local import LocalPlatform
+from faasopt.platforms.nats_server import NatsServer
 from faasopt.platforms.openfaas import SECRETS_DIR
+from faasopt.protocol import Subjects
+from faasopt.spec import TrainingJob
 
 K8S_VERSION = "1.35"
 
@@ -530,3 +537,26 @@ def run_job(
 
 def objectives(outcome: Outcome) -> list[float]:
     return [r.record.objective for r in outcome.rounds]
+
+
+PLAN = plan_job(TrainingJob.from_dict(merge(BASE_MANIFEST, {"metadata": {"namespace": "ml"}})))
+"""The job every adapter test runs (namespace ml), with NATS auth on."""
+_CREDENTIALS = job_credentials(Subjects(PLAN.namespace, PLAN.name))
+COORDINATOR = (_CREDENTIALS.coordinator.user, _CREDENTIALS.coordinator.password)
+WORKER = (_CREDENTIALS.worker.user, _CREDENTIALS.worker.password)
+
+
+@contextmanager
+def secured_nats() -> Iterator[NatsServer]:
+    """A nats-server that knows only this job's coordinator and worker users."""
+    with NatsServer(users=[_CREDENTIALS.coordinator, _CREDENTIALS.worker]) as server:
+        yield server
+
+
+def local_reference(nats_url: str) -> Outcome:
+    """The job on local worker processes: what every adapter's run must equal."""
+    outcome = run_job(
+        PLAN, LocalPlatform(quiet=True), nats_url, coordinator=COORDINATOR, worker=WORKER
+    )
+    assert outcome.error is None and outcome.status.value == "converged"
+    return outcome

@@ -14,22 +14,24 @@ import threading
 
 import pytest
 from aiohttp import web
-from conftest import BASE_MANIFEST, merge
 from functions_fake import (
+    COORDINATOR,
+    PLAN,
+    WORKER,
     FakeKnativeCluster,
     LoopThread,
     _serve,
+    local_reference,
     objectives,
     run_job,
+    secured_nats,
     validate_pod_template,
 )
 from kubernetes.client import CustomObjectsApi
 
 from faasopt.errors import PlatformError
 from faasopt.invocation import TIME_LIMIT_ENV
-from faasopt.nats_auth import job_credentials
 from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WORKER_ENV
-from faasopt.plan import plan_job
 from faasopt.platforms.knative import (
     COMMAND,
     NAME_LIMIT,
@@ -42,11 +44,7 @@ from faasopt.platforms.knative import (
     build_knative_service_manifest,
     service_name,
 )
-from faasopt.platforms.local import LocalPlatform
-from faasopt.platforms.nats_server import NatsServer
 from faasopt.platforms.pods import GONE, JOB_LABEL, NATS_TOKEN_KEY, RUN_AS_USER, Owner
-from faasopt.protocol import Subjects
-from faasopt.spec import TrainingJob
 
 OWNER = Owner(namespace="ml", name="quickstart", uid="0d6f3f4e-8a43-4d38-9a7c-1f1d8c5c2f10")
 SETTINGS = KnativeSettings(
@@ -203,11 +201,6 @@ def test_a_dropped_or_refused_connection_is_gone():
 
 # --- whole jobs -----------------------------------------------------------------------------
 
-JOB = TrainingJob.from_dict(merge(BASE_MANIFEST, {"metadata": {"namespace": "ml"}}))
-PLAN = plan_job(JOB)
-CREDENTIALS = job_credentials(Subjects(PLAN.namespace, PLAN.name))
-COORDINATOR = (CREDENTIALS.coordinator.user, CREDENTIALS.coordinator.password)
-WORKER = (CREDENTIALS.worker.user, CREDENTIALS.worker.password)
 JOB_OWNER = Owner(
     namespace=PLAN.namespace, name=PLAN.name, uid="7c1e5d1c-0000-4000-8000-000000000001"
 )
@@ -215,18 +208,13 @@ JOB_OWNER = Owner(
 
 @pytest.fixture(scope="module")
 def secured():
-    with NatsServer(users=[CREDENTIALS.coordinator, CREDENTIALS.worker]) as server:
+    with secured_nats() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def local_run(secured):
-    """The same job with local worker processes: the reference."""
-    outcome = run_job(
-        PLAN, LocalPlatform(quiet=True), secured.url, coordinator=COORDINATOR, worker=WORKER
-    )
-    assert outcome.error is None and outcome.status.value == "converged"
-    return outcome
+    return local_reference(secured.url)
 
 
 @pytest.fixture

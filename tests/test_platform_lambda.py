@@ -13,15 +13,21 @@ import time
 import botocore.session
 import pytest
 from botocore.stub import Stubber
-from conftest import BASE_MANIFEST, merge
-from functions_fake import FakeLambdaRuntime, objectives, run_job
+from functions_fake import (
+    COORDINATOR,
+    PLAN,
+    WORKER,
+    FakeLambdaRuntime,
+    local_reference,
+    objectives,
+    run_job,
+    secured_nats,
+)
 
 from faasopt.coordinator import CoordinatorSettings
 from faasopt.errors import PlatformError
 from faasopt.invocation import LEAVE_MARGIN_SECONDS
-from faasopt.nats_auth import job_credentials
 from faasopt.payload import WORKER_ENV, WorkerPayload
-from faasopt.plan import plan_job
 from faasopt.platforms.aws_lambda import (
     EVENT_PAYLOAD_LIMIT,
     HANDLER,
@@ -31,10 +37,6 @@ from faasopt.platforms.aws_lambda import (
     LambdaSettings,
     default_function_name,
 )
-from faasopt.platforms.local import LocalPlatform
-from faasopt.platforms.nats_server import NatsServer
-from faasopt.protocol import Subjects
-from faasopt.spec import TrainingJob
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/faasopt:0.1.0"
 ROLE = "arn:aws:iam::123456789012:role/faasopt-worker"
@@ -236,28 +238,18 @@ def test_service_errors_become_platform_errors_and_no_token_is_logged_or_shown(c
 
 # --- whole jobs through the handler ---------------------------------------------------------
 
-JOB = TrainingJob.from_dict(merge(BASE_MANIFEST, {"metadata": {"namespace": "ml"}}))
-PLAN = plan_job(JOB)
-CREDENTIALS = job_credentials(Subjects(PLAN.namespace, PLAN.name))
-COORDINATOR = (CREDENTIALS.coordinator.user, CREDENTIALS.coordinator.password)
-WORKER = (CREDENTIALS.worker.user, CREDENTIALS.worker.password)
 JOB_FUNCTION = default_function_name(PLAN.namespace, PLAN.name)
 
 
 @pytest.fixture(scope="module")
 def secured():
-    with NatsServer(users=[CREDENTIALS.coordinator, CREDENTIALS.worker]) as server:
+    with secured_nats() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def local_run(secured):
-    """The same job with local worker processes: the reference."""
-    outcome = run_job(
-        PLAN, LocalPlatform(quiet=True), secured.url, coordinator=COORDINATOR, worker=WORKER
-    )
-    assert outcome.error is None and outcome.status.value == "converged"
-    return outcome
+    return local_reference(secured.url)
 
 
 def _run_on_lambda(secured, lifetime, settings=None, on_round=None):

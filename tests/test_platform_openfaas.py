@@ -15,22 +15,22 @@ import urllib.request
 
 import jsonschema
 import pytest
-from conftest import BASE_MANIFEST, merge
 from functions_fake import (
+    COORDINATOR,
     FUNCTION_DEPLOYMENT_SCHEMA,
+    PLAN,
+    WORKER,
     FakeOpenFaasGateway,
     LoopThread,
+    local_reference,
     objectives,
     run_job,
+    secured_nats,
 )
 
 from faasopt.errors import PlatformError
 from faasopt.invocation import NATS_TOKEN_FILE_ENV, TIME_LIMIT_ENV
-from faasopt.nats_auth import job_credentials
 from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WORKER_ENV, WorkerPayload
-from faasopt.plan import plan_job
-from faasopt.platforms.local import LocalPlatform
-from faasopt.platforms.nats_server import NatsServer
 from faasopt.platforms.openfaas import (
     ENV_PROCESS,
     SECRETS_DIR,
@@ -42,8 +42,6 @@ from faasopt.platforms.openfaas import (
     function_name,
 )
 from faasopt.platforms.pods import JOB_LABEL, NATS_TOKEN_KEY
-from faasopt.protocol import Subjects
-from faasopt.spec import TrainingJob
 
 PASSWORD = "gateway-s3cret"
 SETTINGS = OpenFaasSettings(
@@ -156,27 +154,16 @@ def test_callbacks_are_taken_only_with_the_key_and_record_the_function_status():
 
 # --- against the fake gateway ---------------------------------------------------------------
 
-JOB = TrainingJob.from_dict(merge(BASE_MANIFEST, {"metadata": {"namespace": "ml"}}))
-PLAN = plan_job(JOB)
-CREDENTIALS = job_credentials(Subjects(PLAN.namespace, PLAN.name))
-COORDINATOR = (CREDENTIALS.coordinator.user, CREDENTIALS.coordinator.password)
-WORKER = (CREDENTIALS.worker.user, CREDENTIALS.worker.password)
-
 
 @pytest.fixture(scope="module")
 def secured():
-    with NatsServer(users=[CREDENTIALS.coordinator, CREDENTIALS.worker]) as server:
+    with secured_nats() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def local_run(secured):
-    """The same job with local worker processes: the reference."""
-    outcome = run_job(
-        PLAN, LocalPlatform(quiet=True), secured.url, coordinator=COORDINATOR, worker=WORKER
-    )
-    assert outcome.error is None and outcome.status.value == "converged"
-    return outcome
+    return local_reference(secured.url)
 
 
 @pytest.fixture
