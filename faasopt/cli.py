@@ -308,63 +308,53 @@ class _Progress:
         else:
             err_console.print(message, highlight=False, soft_wrap=True)
 
-    def line(
-        self,
-        iteration: int,
-        objective: float,
-        primal: float,
-        dual: float,
-        rho: float,
-        workers: int,
-        elapsed: str,
-    ) -> None:
-        """One plain progress line."""
-        s = self.plan.settings
+    def line(self, entry: dict, elapsed: str) -> None:
+        """One plain progress line from a trace entry."""
         err_console.print(
-            f"iter {iteration:4d}  objective {objective:.6e}  "
-            f"r {primal:.2e}/{s.primal_tolerance:.0e}  "
-            f"s {dual:.2e}/{s.dual_tolerance:.0e}  rho {rho:.3g}  "
-            f"workers {workers}  {elapsed}",
+            f"iter {entry['iteration']:4d}  objective {entry['objective']:.6e}  "
+            f"{self._figures(entry)}  workers {entry['workers']}  {elapsed}",
             highlight=False,
             soft_wrap=True,
         )
 
+    def _figures(self, entry: dict) -> str:
+        """The round's figures of its algorithm (ADMM: residuals against tolerances, rho)."""
+        s = self.plan.settings
+        if "primalResidual" in entry:
+            return (
+                f"r {entry['primalResidual']:.2e}/{s.primal_tolerance:.0e}  "
+                f"s {entry['dualResidual']:.2e}/{s.dual_tolerance:.0e}  rho {entry['rho']:.3g}"
+            )
+        if "epochs" in entry:
+            return f"epoch {entry['epochs']:.2f}  eta {entry['learningRate']:.3g}"
+        return f"change {entry['change']:.2e}  empty {entry['emptyClusters']}"
+
     def replay(self, report: dict) -> None:
         """The lines of a simulated run, from its report, with predicted times."""
         for e in report["trace"]:
-            self.line(
-                e["iteration"],
-                e["objective"],
-                e["primalResidual"],
-                e["dualResidual"],
-                e["rho"],
-                e["workers"],
-                f"{e['elapsedSeconds']:.2f}s predicted",
-            )
+            self.line(e, f"{e['elapsedSeconds']:.2f}s predicted")
 
     def round(self, report) -> None:
-        r, s = report.record, self.plan.settings
+        from faasopt.report import round_figures
+
+        r = report.record
+        entry = {
+            "iteration": r.iteration,
+            "objective": r.objective,
+            "workers": len(report.timings),
+            **round_figures(r),
+        }
         elapsed = time.perf_counter() - self.started
         if self.live is None:
-            self.line(
-                r.iteration,
-                r.objective,
-                r.primal_residual,
-                r.dual_residual,
-                r.rho,
-                len(report.timings),
-                f"{elapsed:.1f}s",
-            )
+            self.line(entry, f"{elapsed:.1f}s")
             return
         table = Table(title=f"{self.plan.namespace}/{self.plan.name}", title_justify="left")
-        for column in ("iteration", "objective", "primal r", "dual s", "rho", "workers", "elapsed"):
+        for column in ("iteration", "objective", "figures", "workers", "elapsed"):
             table.add_column(column, justify="right")
         table.add_row(
-            f"{r.iteration + 1}/{s.max_iterations}",
+            str(r.iteration + 1),
             f"{r.objective:.6e}",
-            f"{r.primal_residual:.2e} / {s.primal_tolerance:.0e}",
-            f"{r.dual_residual:.2e} / {s.dual_tolerance:.0e}",
-            f"{r.rho:.3g}",
+            self._figures(entry),
             str(len(report.timings)),
             f"{elapsed:.1f} s",
         )

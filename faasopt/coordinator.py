@@ -1,9 +1,11 @@
-"""The coordinator: Algorithm 1 of seed 001 over NATS, with the ADMM variables kept per block.
+"""The coordinator: Algorithm 1 of seed 001 over NATS, for any algorithm of faasopt.algorithms.
 
 It starts the workers through a platform, hands each its blocks' state, and runs rounds: broadcast
-``(k, rho_k, z_k)``, gather every block's new ``x_b``, reduce in block order (so the iterates do not
-depend on the placement), z-step, stop or go on. Between rounds, workers near their time limit
-are rotated: a successor takes over their blocks with the exact state. Every incoming message is
+(ADMM: ``(k, rho_k, z_k)``), gather every block's answer, reduce in block order (so the iterates do
+not depend on the placement), stop or go on. The algorithm's driver does the math and keeps every
+block's state; the coordinator moves messages, times them and keeps the pool alive. Between
+rounds, workers near their time limit are rotated: a successor takes over their blocks with the
+exact state. Every incoming message is
 decoded and checked; a bad, stale or foreign one is dropped and counted, never raised, and a
 duplicate instance of a worker (an invocation delivered twice) is told to leave.
 """
@@ -23,6 +25,8 @@ from nats.errors import Error as NatsError
 
 from faasopt import cost, scalein
 from faasopt import protocol as p
+from faasopt.algorithms import StepRecord, driver_for
+from faasopt.algorithms.admm import AdmmDriver
 from faasopt.checkpoint import (
     Checkpoint,
     CheckpointStore,
@@ -40,7 +44,7 @@ from faasopt.errors import (
 from faasopt.payload import WorkerPayload
 from faasopt.plan import JobPlan
 from faasopt.platforms.base import Platform
-from faasopt.solvers.admm import Consensus, RoundRecord, Status, final_objective
+from faasopt.solvers.admm import RoundRecord
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ class WorkerTiming:
 
 @dataclass(frozen=True)
 class RoundReport:
-    record: RoundRecord
+    record: RoundRecord | StepRecord
+    """ADMM's round record, or another algorithm's (:class:`faasopt.algorithms.StepRecord`)."""
     elapsed_seconds: float
     """Since the first broadcast, when this round's z_{k+1} was computed."""
     timings: dict[str, WorkerTiming]
@@ -152,9 +157,11 @@ class RoundReport:
 class Outcome:
     """How a run ended: the status, the solution and everything measured on the way."""
 
-    status: Status | None
+    status: Any
+    """Why the run ended: the algorithm's status (a StrEnum), or None if it never did."""
     error: str | None
     z: np.ndarray
+    """The solution: z (ADMM), x (SGD), the centroids (k-means)."""
     objective: float | None
     rounds: list[RoundReport]
     workers: list[WorkerRecord]
@@ -235,12 +242,12 @@ class Coordinator:
         self.on_round = on_round
         self.settings = settings or CoordinatorSettings()
         self.subjects = p.Subjects(plan.namespace, plan.name)
+        self.driver = driver_for(plan)
         self.decoder = p.Decoder(
             self.subjects.key,
-            accept={p.Hello.KIND, p.Result.KIND, p.Final.KIND, p.Heartbeat.KIND},
-            max_message_bytes=8 * (plan.n_blocks * plan.features + 1024),
+            accept={p.Hello.KIND, p.Heartbeat.KIND, *self.driver.accepts},
+            max_message_bytes=self.driver.max_message_bytes,
         )
-        self.consensus = Consensus(plan.settings, plan.n_blocks, plan.features)
         self.workers: dict[str, WorkerRecord] = {}
         """The active pool: worker name -> record."""
         self.history: list[WorkerRecord] = []
@@ -259,6 +266,7 @@ class Coordinator:
         self._successors: dict[str, WorkerRecord] = {}  # worker -> successor started early
         self._seconds_left: dict[str, float] = {}  # worker -> how long it stays, from its result
         self._leaving: set[str] = set()  # workers whose last result said they leave
+        self._evicting: dict[str, str] = {}  # worker -> why: leaves after handing back (MA)
         self.speculations = 0
         self.speculation_wins = 0
         self.tracker = scalein.Tracker(plan.scale_in)
@@ -273,17 +281,18 @@ class Coordinator:
 
     def _restore(self, cp: Checkpoint) -> None:
         self.rounds = [RoundReport.from_dict(r) for r in cp.rounds]
-        self.consensus.restore([r.record for r in self.rounds], cp.state)
+        self.driver.restore([r.record for r in self.rounds], cp.state)
         self._checkpointed = (cp.iteration, time.perf_counter())
 
     async def _checkpoint(self) -> None:
-        """Save the state if a checkpoint is due (never after the last round: the run ends)."""
-        c, s = self.consensus, self.settings
+        """Save the state if a checkpoint is due (never after the last round: the run ends).
+        Only ADMM's state is checkpointed so far: other algorithms restart from the start."""
+        c, s = self.driver, self.settings
         last, when = self._checkpointed
         due = c.iteration - last >= s.checkpoint_every_iterations or (
             time.perf_counter() - when >= s.checkpoint_every_seconds
         )
-        if self.store is None or c.done or not due:
+        if self.store is None or not isinstance(c, AdmmDriver) or c.done or not due:
             return
         cp = Checkpoint(
             job=self.subjects.key,
@@ -316,7 +325,7 @@ class Coordinator:
                 self._invoke(name, blocks)
             await self._gather(None, "start", self.settings.start_timeout_seconds)
             solve_started = time.perf_counter()
-            while not self.consensus.done:
+            while not self.driver.done:
                 await self._round(solve_started)
                 await self._rotate()
             objective = await self._finish()
@@ -333,14 +342,14 @@ class Coordinator:
                 await sub.unsubscribe()
                 await beats.unsubscribe()
         return Outcome(
-            status=self.consensus.status,
+            status=self.driver.status,
             error=error,
-            z=self.consensus.z,
+            z=self.driver.model,
             objective=objective,
             rounds=self.rounds,
             workers=self.history,
             solve_seconds=time.perf_counter() - solve_started,
-            rho_changes=self.consensus.rho_changes,
+            rho_changes=getattr(self.driver, "rho_changes", 0),
             rejected=dict(self.decoder.rejected),
             speculations=self.speculations,
             speculation_wins=self.speculation_wins,
@@ -382,6 +391,7 @@ class Coordinator:
             data=self.plan.source,
             heartbeat_seconds=self.settings.heartbeat_timeout_seconds / 5,
             time_limit_seconds=self.plan.time_limit_seconds,
+            algorithm=self.plan.worker_algorithm,
         )
         record = WorkerRecord(name, blocks, **links, invoked_at=time.perf_counter())
         record.invocation = self.platform.invoke(payload)
@@ -471,43 +481,29 @@ class Coordinator:
         if self._in_flight is not None:
             await self._publish(self.subjects.worker(record.name), self._in_flight)
 
-    def _assignment(self, record: WorkerRecord, blocks: tuple[int, ...]) -> p.Assign:
+    def _assignment(self, record: WorkerRecord, blocks: tuple[int, ...]) -> p.Message:
         """The exact state of ``blocks`` for the admitted instance of ``record`` (at its start,
         or moved to it)."""
-        idx = list(blocks)
-        st = self.consensus.state
-        return p.Assign(
-            worker=record.name,
-            instance=record.instance or "",
-            iteration=self.consensus.iteration,
-            blocks=blocks,
-            rho_u=tuple(map(float, st.rho_u[idx])),
-            relaxation=self.plan.settings.relaxation,
-            state=np.vstack([st.x[idx], st.u[idx], st.z_u[None]]),
-            **asdict(self.plan.settings.local),
-        )
+        return self.driver.assignment(record.name, record.instance or "", blocks)
 
     async def _scale_in(self, report: RoundReport) -> None:
         """Observe the round and carry out the decision: evict one worker, or stop the job."""
-        if not self.tracker.active or self.consensus.done:
+        if not self.tracker.active or self.driver.done:
             return
-        history, s = self.consensus.history, self.plan.settings
         spend = scalein.Spend(
             dollars=report.dollars,
             rates=cost.rates(self.price, self.plan.memory_mb),
-            remaining_iterations=scalein.remaining_rounds(
-                [r.primal_residual for r in history],
-                [r.dual_residual for r in history],
-                s.primal_tolerance,
-                s.dual_tolerance,
-            ),
+            remaining_iterations=self.driver.remaining_rounds(),
         )
         observation = scalein.Observation.of_round(
             report.record.iteration, report.record.objective, report.elapsed_seconds, report.timings
         )
         decision = self.tracker.after_round(observation, spend)
         if decision.action is scalein.Action.EVICT and decision.victim in self.workers:
-            await self._evict(decision.victim, decision.reason.value)
+            if self.driver.hands_back:  # it hands its blocks' states back in the next round
+                self._evicting[decision.victim] = decision.reason.value
+            else:
+                await self._evict(decision.victim, decision.reason.value)
         elif decision.action is scalein.Action.STOP:
             projected = decision.figures.projected_dollars
             ahead = f", ${projected:.6g} projected to converge" if projected is not None else ""
@@ -525,6 +521,8 @@ class Coordinator:
             return
         gone = self.workers.pop(victim)
         gone.retire(f"{EVICTED}: {why}")
+        self._leaving.discard(victim)  # it said it leaves because it was told to
+        self._seconds_left.pop(victim, None)
         await self._stop(gone)
         moved: dict[str, list[int]] = {}
         for block in gone.blocks:
@@ -558,11 +556,11 @@ class Coordinator:
             successor = self._successors.get(name)
             if name in self._leaving or (successor and successor.instance is not None):
                 await self._rotate_out(name)
-            elif successor is None and not self.consensus.done and self._due(name):
+            elif successor is None and not self.driver.done and self._due(name):
                 record = self.workers[name]
                 new = self._fresh_name(name, "t")
                 self._successors[name] = self._launch(new, record.blocks, rotates=name)
-        if self.consensus.done:  # no round left for early successors to take over
+        if self.driver.done:  # no round left for early successors to take over
             for name in list(self._successors):
                 await self._drop_successor(name, "the job ended before it took over")
 
@@ -622,31 +620,20 @@ class Coordinator:
     # --- phases ---------------------------------------------------------------------------
 
     async def _round(self, solve_started: float) -> None:
-        c = self.consensus
-        k = c.iteration
-        x = np.empty((self.plan.n_blocks, self.plan.features))
-        loss = np.empty(self.plan.n_blocks)
-        evaluations = np.zeros(self.plan.n_blocks, dtype=int)
-        iterations = np.zeros(self.plan.n_blocks, dtype=int)
+        k = self.driver.iteration
         timings: dict[str, WorkerTiming] = {}
         sent = time.perf_counter()
         self._broadcasts = [*self._broadcasts[-1:], sent]
-        iterate = p.Iterate(k, tuple(map(float, c.rho)), tuple(map(float, c.state.tolerance)), c.z)
-        await self._publish(self.subjects.ctl, iterate)
+        evicting = tuple(sorted(set(self._evicting) & set(self.workers)))
+        broadcast = self.driver.broadcast(evicting) if evicting else self.driver.broadcast()
+        await self._publish(self.subjects.ctl, broadcast)
 
-        def result(t: float, msg: p.Message) -> bool:
-            if not isinstance(msg, p.Result):
+        def answer(t: float, msg: p.Message) -> bool:
+            if not isinstance(msg, self.driver.ANSWER):
                 return False
             if msg.iteration != k:
-                raise ProtocolError("stale", f"result of round {msg.iteration} in round {k}")
-            idx = list(msg.blocks)
-            per_block = (msg.loss_at_z, msg.gradient_evaluations, msg.solver_iterations)
-            if msg.x.shape != (len(idx), self.plan.features) or any(
-                len(values) != len(idx) for values in per_block
-            ):
-                raise ProtocolError("bad-shape", f"x {msg.x.shape} for blocks {idx}")
-            x[idx], loss[idx] = msg.x, msg.loss_at_z
-            evaluations[idx], iterations[idx] = msg.gradient_evaluations, msg.solver_iterations
+                raise ProtocolError("stale", f"answer of round {msg.iteration} in round {k}")
+            self.driver.take(msg)
             self._note_time_left(msg)
             timings[msg.worker] = WorkerTiming(
                 compute=msg.compute_seconds,
@@ -656,9 +643,13 @@ class Coordinator:
             return True
 
         patience = max(self.settings.presumed_dead_seconds, 10.0 * self._slowest_round)
-        await self._gather(result, f"round {k}", patience, in_flight=iterate)
+        await self._gather(answer, f"round {k}", patience, in_flight=broadcast)
         self._slowest_round = max(self._slowest_round, time.perf_counter() - sent)
-        record = c.reduce(x, loss.tolist(), evaluations.tolist(), iterations.tolist())
+        record = self.driver.reduce(time.perf_counter() - solve_started)
+        for victim in evicting:  # they answered with their blocks' states: move them now
+            await self._evict(victim, self._evicting.pop(victim))
+        if record is None:  # a round the trace does not list (k-means++ seeding)
+            return
         report = RoundReport(record, time.perf_counter() - solve_started, timings, self.dollars())
         self.rounds.append(report)
         await self._checkpoint()
@@ -668,7 +659,7 @@ class Coordinator:
             if self.on_round is not None:
                 self.on_round(report)
 
-    def _note_time_left(self, result: p.Result) -> None:
+    def _note_time_left(self, result: p.Result | p.Answer) -> None:
         """What a worker's result says about its time limit, for :meth:`_rotate`."""
         if result.leaving:
             self._leaving.add(result.worker)
@@ -676,7 +667,7 @@ class Coordinator:
             self._seconds_left[result.worker] = result.seconds_left
 
     async def _finish(self) -> float:
-        finish = p.Finish(str(self.consensus.status), self.consensus.z)
+        finish = self.driver.finish()
         await self._publish(self.subjects.ctl, finish)
         loss = np.empty(self.plan.n_blocks)
 
@@ -690,7 +681,7 @@ class Coordinator:
             return True
 
         await self._gather(final, "finish", self.settings.finish_timeout_seconds, in_flight=finish)
-        return final_objective(loss.tolist(), self.consensus.z, self.plan.settings)
+        return self.driver.final_objective(loss.tolist())
 
     # --- plumbing -------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from faasopt.spec import API_VERSION, KIND, TrainingJobSpec
+from faasopt.spec import API_VERSION, KIND, SOURCES, TrainingJobSpec
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL, SINGULAR, SHORT_NAMES = "trainingjobs", "trainingjob", ["tj"]
@@ -37,7 +37,7 @@ PHASES: tuple[str, ...] = get_args(Phase)
 RULES: dict[tuple[str, str | None], dict[str, Any]] = {
     # (model, field or None for the whole object) -> what the CRD adds there
     ("Data", None): {  # Data._exactly_one
-        "oneOf": [{"required": ["synthetic"]}, {"required": ["libsvm"]}],
+        "oneOf": [{"required": [name]} for name in SOURCES],
     },
     ("Libsvm", "uri"): {  # Libsvm._supported_uri
         "x-kubernetes-validations": [
@@ -47,6 +47,83 @@ RULES: dict[tuple[str, str | None], dict[str, Any]] = {
                 "message": "must be a path, s3://bucket/key or http(s)://host/path without "
                 "user:password@",
             }
+        ]
+    },
+    ("Ratings", "uri"): {  # Ratings._local_uri
+        "x-kubernetes-validations": [
+            {
+                "rule": "!self.contains('://') || self.startsWith('file://')",
+                "message": "must be a local path (s3:// and http(s):// ratings files are not "
+                "supported yet)",
+            }
+        ]
+    },
+    ("Algorithm", None): {  # Algorithm._exactly_one (none: spec.py fills admm)
+        "x-kubernetes-validations": [
+            {
+                "rule": "(has(self.admm) ? 1 : 0) + (has(self.sgd) ? 1 : 0) "
+                "+ (has(self.kmeans) ? 1 : 0) <= 1",
+                "message": "exactly one of admm, sgd, kmeans must be given",
+            }
+        ]
+    },
+    ("Sgd", None): {  # Sgd._model_averaging_only
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.variant == 'modelAveraging' || !has(self.syncEvery)",
+                "message": "syncEvery needs variant modelAveraging: GA-SGD syncs every step",
+                "fieldPath": ".syncEvery",
+            },
+            {
+                "rule": "self.variant == 'modelAveraging' || double(self.significance) == 0.0",
+                "message": "significance > 0 needs variant modelAveraging",
+                "fieldPath": ".significance",
+            },
+        ]
+    },
+    ("Problem", None): {  # TrainingJob._cross_field (spec._combination_problems)
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.pmf) || self.loss == 'pmf'",
+                "message": "pmf is for loss pmf only",
+                "fieldPath": ".pmf",
+            },
+            {
+                "rule": "has(self.kmeans) == (self.loss == 'kmeans')",
+                "message": "kmeans is for loss kmeans only, and required by it",
+                "fieldPath": ".kmeans",
+            },
+            {
+                "rule": "self.loss == 'logistic' || double(self.l1) == 1.0",
+                "message": "l1 applies to loss logistic only",
+                "fieldPath": ".l1",
+            },
+            {
+                "rule": "self.loss == 'logistic' || double(self.l2) == 0.0",
+                "message": "l2 applies to loss logistic only",
+                "fieldPath": ".l2",
+            },
+            {
+                "rule": "(has(self.data.ratings) || has(self.data.syntheticRatings)) "
+                "== (self.loss == 'pmf')",
+                "message": "ratings data (ratings, syntheticRatings) is for loss pmf, and loss "
+                "pmf needs it",
+                "fieldPath": ".data",
+            },
+            {
+                "rule": "!has(self.data.blobs) || self.loss == 'kmeans'",
+                "message": "blobs have no labels: for loss kmeans only",
+                "fieldPath": ".data.blobs",
+            },
+            *(
+                {
+                    "rule": f"!has(self.kmeans) || !has(self.data.{kind}) "
+                    f"|| self.kmeans.k <= self.data.{kind}.samples",
+                    "message": f"kmeans.k must be <= data.{kind}.samples",
+                    "fieldPath": ".kmeans.k",
+                }
+                for kind in ("synthetic", "blobs")
+            ),
         ]
     },
     ("Workers", None): {  # TrainingJob._cross_field
@@ -67,7 +144,8 @@ RULES: dict[tuple[str, str | None], dict[str, Any]] = {
             }
         ]
     },
-    ("TrainingJobSpec", None): {  # plan.plan_job: B <= rows, known from the spec for synthetic data
+    ("TrainingJobSpec", None): {  # B <= rows where the spec knows the rows: plan.plan_job says it
+        # for synthetic data, TrainingJob._cross_field for blobs and syntheticRatings
         "x-kubernetes-validations": [
             {  # TrainingJob._cross_field
                 "rule": "!has(self.scaleIn) || !has(self.scaleIn.minWorkers) || "
@@ -75,13 +153,30 @@ RULES: dict[tuple[str, str | None], dict[str, Any]] = {
                 "message": "scaleIn.minWorkers must be <= workers.count",
                 "fieldPath": ".scaleIn.minWorkers",
             },
+            *(
+                {
+                    "rule": f"!has(self.problem.data.{kind}) || "
+                    "(has(self.workers.blocks) ? self.workers.blocks : self.workers.count) "
+                    f"<= self.problem.data.{kind}.{rows}",
+                    "message": "workers.blocks (count when unset) must be <= "
+                    f"problem.data.{kind}.{rows}",
+                    "fieldPath": ".workers",
+                }
+                for kind, rows in (
+                    ("synthetic", "samples"),
+                    ("blobs", "samples"),
+                    ("syntheticRatings", "ratings"),
+                )
+            ),
+            {  # TrainingJob._cross_field (spec._combination_problems)
+                "rule": "self.problem.loss != 'pmf' || has(self.algorithm.sgd)",
+                "message": "loss pmf is trained by sgd",
+                "fieldPath": ".algorithm",
+            },
             {
-                "rule": "!has(self.problem.data.synthetic) || "
-                "(has(self.workers.blocks) ? self.workers.blocks : self.workers.count) "
-                "<= self.problem.data.synthetic.samples",
-                "message": "workers.blocks (count when unset) must be <= "
-                "problem.data.synthetic.samples",
-                "fieldPath": ".workers",
+                "rule": "(self.problem.loss == 'kmeans') == has(self.algorithm.kmeans)",
+                "message": "loss kmeans is trained by kmeans, and kmeans trains only loss kmeans",
+                "fieldPath": ".algorithm",
             },
         ]
     },
@@ -174,8 +269,24 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], used: set) -> dict[str,
             out["required"] = list(node["required"])
         out.update(_rules((model, None), used))
     if node.get("default") is not None:
-        default = _without_none(node["default"])
-        out["default"] = {} if apply_defaults(out, {}) == default != {} else default
+        out["default"] = _minimal_default(out, _without_none(node["default"]))
+    return out
+
+
+def _minimal_default(schema: dict[str, Any], default: Any) -> Any:
+    """``default`` without the fields the schema's own nested defaults fill with the same value.
+
+    So ``{"admm": {...every field at its default}}`` is written ``{"admm": {}}`` and the API
+    server fills the rest field by field.
+    """
+    if not isinstance(default, dict) or "properties" not in schema:
+        return default
+    out = {}
+    for name, value in default.items():
+        child = schema["properties"].get(name, {})
+        if "default" in child and apply_defaults(child, child["default"]) == value:
+            continue
+        out[name] = _minimal_default(child, value)
     return out
 
 

@@ -258,8 +258,9 @@ class JobMetrics:
         r, m = report.record, self._m
         m["faasopt_job_iterations_total"].inc()
         m["faasopt_job_objective"].set(r.objective)
-        m["faasopt_job_primal_residual"].set(r.primal_residual)
-        m["faasopt_job_dual_residual"].set(r.dual_residual)
+        if hasattr(r, "primal_residual"):  # ADMM's; other algorithms have none
+            m["faasopt_job_primal_residual"].set(r.primal_residual)
+            m["faasopt_job_dual_residual"].set(r.dual_residual)
         m["faasopt_job_workers"].set(len(report.timings))
         self._spent(report.dollars)
         for t in report.timings.values():

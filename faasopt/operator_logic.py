@@ -31,12 +31,15 @@ from faasopt.nats_client import connect, disconnect
 from faasopt.plan import JobPlan, plan_job, resolve_platform
 from faasopt.platforms.base import Platform
 from faasopt.platforms.processes import peak_rss_bytes
-from faasopt.report import build_report
+from faasopt.report import build_report, round_figures
 from faasopt.spec import TrainingJob
 
 DOOR = "operator"
 """The door this is (faasopt.plan.resolve_platform): pods for ``auto`` jobs."""
 FINISHED = ("Succeeded", "Failed")
+STATUS_FIGURES = ("primalResidual", "dualResidual", "rho")
+"""The round figures the status shows besides the objective (ADMM's; other algorithms' stay in
+the report)."""
 FINAL_FAILURES = ("DeadlineExceeded", "BudgetExceeded")
 """Failures a restart cannot mend (backoffLimit does not apply)."""
 MUTABLE_SPEC = ("runPolicy",)
@@ -381,9 +384,7 @@ def _observe(
         {
             "iteration": len(coordinator.rounds),
             "objective": record.objective,
-            "primalResidual": record.primal_residual,
-            "dualResidual": record.dual_residual,
-            "rho": record.rho,
+            **{k: v for k, v in round_figures(record).items() if k in STATUS_FIGURES},
             "workers": len(report.timings),
             "speedup": compute / elapsed,
             "costDollars": report.dollars,

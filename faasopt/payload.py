@@ -47,6 +47,9 @@ class WorkerPayload:
     """A worker's lifetime from its start (``spec.workers.timeLimitSeconds``); it leaves at a
     round boundary before it, and the coordinator starts a successor (rotation). None: no limit
     but the platform's own (Lambda's remaining time, Knative's and OpenFaaS's timeouts)."""
+    algorithm: dict[str, Any] = field(default_factory=dict)
+    """The algorithm and its settings, ``{"sgd": {...}}`` or ``{"kmeans": {...}}``
+    (:mod:`faasopt.algorithms`); empty: ADMM, whose settings come with each assignment."""
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "blocks": list(self.blocks)})

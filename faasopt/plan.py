@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from faasopt.algorithms import kmeans as kmeans_wire
+from faasopt.algorithms import sgd as sgd_wire
 from faasopt.data import block_bounds, scan_libsvm
+from faasopt.data.ratings import scan_ratings
+from faasopt.data.source import ratings_shape, source_shape
 from faasopt.errors import FieldProblem, SpecError
 from faasopt.scalein import ScaleInSettings
 from faasopt.solvers.admm import AdmmSettings
+from faasopt.solvers.kmeans import KMeansSettings
+from faasopt.solvers.sgd import LogisticProblem, SgdSettings
 from faasopt.spec import Straggler, TrainingJob
 
 
@@ -19,7 +25,8 @@ class JobPlan:
 
     namespace: str
     name: str
-    settings: AdmmSettings
+    settings: AdmmSettings | SgdSettings | KMeansSettings
+    """The settings of ``algorithm``."""
     source: dict[str, Any]
     """The data source as it travels to workers (paths absolute, rows and features known)."""
     rows: int
@@ -34,10 +41,25 @@ class JobPlan:
     straggler: Straggler
     scale_in: ScaleInSettings
     """The scale-in policy and the budget and deadline guards (:func:`scale_in_settings`)."""
+    algorithm: str = "admm"
+    """``admm``, ``sgd`` or ``kmeans`` (:mod:`faasopt.algorithms`)."""
+    problem: dict[str, Any] | None = None
+    """SGD's problem as it travels to workers (``faasopt.algorithms.sgd.problem_from_wire``)."""
 
     @property
     def workers(self) -> int:
         return len(self.assignment)
+
+    @property
+    def worker_algorithm(self) -> dict[str, Any]:
+        """What workers are told of the algorithm: nothing for ADMM (its settings come with each
+        assignment), the settings (and SGD's problem) for the others."""
+        if self.algorithm == "sgd":
+            wire = {"settings": sgd_wire.settings_to_wire(self.settings), "problem": self.problem}
+            return {"sgd": wire}
+        if self.algorithm == "kmeans":
+            return {"kmeans": {"settings": kmeans_wire.settings_to_wire(self.settings)}}
+        return {}
 
 
 def assign_blocks(n_blocks: int, n_workers: int) -> dict[str, tuple[int, ...]]:
@@ -58,21 +80,24 @@ def scale_in_settings(job: TrainingJob) -> ScaleInSettings:
 
 
 def resolve_source(job: TrainingJob) -> tuple[dict[str, Any], int, int]:
-    """The wire form of the job's data source, with (rows, features).
+    """The wire form of the job's data source, with (rows, features) (ratings: (ratings, 0)).
 
     A LIBSVM file (local, ``s3://`` or ``http(s)://``) is read once, whole, here: validated,
     checked against ``libsvm.sha256`` when given, and indexed for the job's blocks, so that each
     worker reads only its blocks' byte ranges (`faasopt.data.libsvm`).
     """
     data = job.spec.problem.data
-    if data.synthetic is not None:
-        s = data.synthetic
-        source = {"synthetic": s.model_dump()}
-        return source, s.samples, s.features
-    libsvm = data.libsvm
-    uri = libsvm.uri.removeprefix("file://")
+    if data.kind in ("synthetic", "blobs", "syntheticRatings"):  # generated per block
+        source = {data.kind: data.source.model_dump()}
+        return source, *source_shape(source)
+    given = data.source
+    uri = given.uri.removeprefix("file://")
     if "://" not in uri and not Path(uri).is_absolute():
         uri = str(job.base_dir / uri)
+    if data.kind == "ratings":
+        scanned = scan_ratings(uri, given.sha256, given.shuffle_seed)
+        return {"ratings": scanned.to_wire()}, scanned.ratings, 0
+    libsvm = data.libsvm
     info = scan_libsvm(uri, libsvm.features, libsvm.sha256)
     blocks = min(job.spec.workers.block_count, info.rows)  # plan_job refuses more, naming the field
     return {"libsvm": info.index(blocks).to_wire()}, info.rows, info.features
@@ -139,10 +164,13 @@ def plan_job(job: TrainingJob, workers: int | None = None, where: str = "run") -
             ]
         )
     deadline = spec.run_policy.active_deadline_seconds
+    algorithm = job.algorithm_name
     return JobPlan(
         namespace=job.metadata.namespace,
         name=job.metadata.name,
-        settings=job.admm_settings(),
+        algorithm=algorithm,
+        settings=SETTINGS[algorithm](job),
+        problem=sgd_problem(job, source, rows, features) if algorithm == "sgd" else None,
         source=source,
         rows=rows,
         features=features,
@@ -155,3 +183,21 @@ def plan_job(job: TrainingJob, workers: int | None = None, where: str = "run") -
         straggler=spec.workers.straggler,
         scale_in=scale_in_settings(job),
     )
+
+
+SETTINGS = {
+    "admm": TrainingJob.admm_settings,
+    "sgd": TrainingJob.sgd_settings,
+    "kmeans": TrainingJob.kmeans_settings,
+}
+"""The settings of each algorithm, from the manifest."""
+
+
+def sgd_problem(job: TrainingJob, source: dict[str, Any], rows: int, features: int) -> dict:
+    """The wire form of the problem SGD minimizes (logistic regression or PMF)."""
+    problem = job.spec.problem
+    if problem.loss == "pmf":
+        _, users, items = ratings_shape(source)
+        return {"pmf": asdict(job.pmf_problem(users, items, rows))}
+    fields = LogisticProblem(n_params=features, n_rows=rows, l1=problem.l1, l2=problem.l2)
+    return {"logistic": asdict(fields)}

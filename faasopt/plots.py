@@ -154,6 +154,8 @@ def write_plots(out: Path, report: Report) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, plot in PLOTS.items():
+        if name == "residuals" and "primalTolerance" not in report:  # ADMM's alone
+            continue
         path = out / f"{name}.png"
         plot(report).savefig(path, format="png", dpi=100)
         paths.append(path)

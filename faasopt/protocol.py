@@ -180,6 +180,112 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Round:
+    """Round k of an algorithm other than ADMM (SGD, k-means), broadcast to every worker.
+
+    ``phase`` names what the round does (``step``: an SGD round; ``seed``: a k-means++ round;
+    ``lloyd``: a k-means round) and ``model`` is what every block needs for it: the shared
+    model (SGD), the centroids chosen so far or the current ones (k-means). The workers named in
+    ``leave`` (evicted by scale-in) answer, with their blocks' states, and leave.
+    """
+
+    KIND: ClassVar[str] = "round.v1"
+    ARRAY: ClassVar[str | None] = "model"
+    iteration: int
+    phase: str
+    model: np.ndarray
+    leave: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One worker's blocks after a :class:`Round`, with its timings (see :class:`Result`).
+
+    Per block, in the order of ``blocks``: ``width`` numbers of ``scalars`` (a loss, a row
+    count...) and ``sizes[i]`` numbers of ``values`` (a gradient, a sparse update as indices then
+    values, cluster sums...); what they mean is the algorithm's (``faasopt.algorithms``).
+    ``state`` holds the blocks' states when the worker leaves (rotation), else it is empty.
+    """
+
+    KIND: ClassVar[str] = "answer.v1"
+    ARRAY: ClassVar[str | None] = "values"
+    worker: str
+    iteration: int
+    blocks: tuple[int, ...]
+    width: int
+    scalars: tuple[float, ...]
+    sizes: tuple[int, ...]
+    compute_seconds: float
+    idle_seconds: float
+    values: np.ndarray
+    instance: str = ""
+    leaving: bool = False
+    seconds_left: float | None = None
+    state_sizes: tuple[int, ...] = ()
+    """Per block, how many of the last numbers of ``values`` are its state (rotation only)."""
+
+    def __post_init__(self) -> None:
+        nb = len(self.blocks)
+        sizes = (*self.sizes, *self.state_sizes)
+        if (
+            len(self.sizes) != nb
+            or len(self.state_sizes) not in (0, nb)
+            or len(self.scalars) != self.width * nb
+            or self.values.ndim != 1
+            or min(sizes, default=0) < 0
+            or sum(sizes) != self.values.size
+        ):
+            raise ProtocolError("bad-shape", f"answer for {nb} blocks: sizes do not add up")
+        if self.seconds_left is not None and self.seconds_left < 0:
+            raise ProtocolError("bad-field", "answer.v1.seconds_left must be >= 0")
+
+    def parts(self) -> list[np.ndarray]:
+        """The blocks' values, one array per block in the order of ``blocks``."""
+        return _cut(self.values, self.sizes)
+
+    def states(self) -> list[np.ndarray]:
+        """The blocks' states (rotation), one array per block; empty when none were sent."""
+        if not self.state_sizes:
+            return []
+        return _cut(self.values[sum(self.sizes) :], self.state_sizes)
+
+
+@dataclass(frozen=True)
+class Handover:
+    """The state of a worker's blocks for an algorithm other than ADMM (see :class:`Assign`).
+
+    ``values`` is the blocks' states one after another, ``sizes[i]`` numbers each (0: the block
+    starts afresh); ``iteration`` is the round the state is ready for.
+    """
+
+    KIND: ClassVar[str] = "handover.v1"
+    ARRAY: ClassVar[str | None] = "values"
+    worker: str
+    blocks: tuple[int, ...]
+    sizes: tuple[int, ...]
+    values: np.ndarray
+    instance: str = ""
+    iteration: int = 0
+
+    def __post_init__(self) -> None:
+        if (
+            len(self.sizes) != len(self.blocks)
+            or self.values.ndim != 1
+            or min(self.sizes, default=0) < 0
+            or sum(self.sizes) != self.values.size
+        ):
+            raise ProtocolError("bad-shape", f"handover for {len(self.blocks)} blocks")
+
+    def parts(self) -> list[np.ndarray]:
+        return _cut(self.values, self.sizes)
+
+
+def _cut(values: np.ndarray, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    ends = np.cumsum(sizes)
+    return [values[end - size : end] for size, end in zip(sizes, ends, strict=True)]
+
+
+@dataclass(frozen=True)
 class Finish:
     """The run is over: workers evaluate their losses at the final z, answer, and leave."""
 
@@ -223,9 +329,34 @@ class Heartbeat:
     instance: str = ""
 
 
-Message = Hello | Assign | Iterate | Result | Finish | Final | Stop | Heartbeat
+Message = (
+    Hello
+    | Assign
+    | Iterate
+    | Result
+    | Round
+    | Answer
+    | Handover
+    | Finish
+    | Final
+    | Stop
+    | Heartbeat
+)
 KINDS: dict[str, type] = {
-    cls.KIND: cls for cls in (Hello, Assign, Iterate, Result, Finish, Final, Stop, Heartbeat)
+    cls.KIND: cls
+    for cls in (
+        Hello,
+        Assign,
+        Iterate,
+        Result,
+        Round,
+        Answer,
+        Handover,
+        Finish,
+        Final,
+        Stop,
+        Heartbeat,
+    )
 }
 
 
@@ -250,6 +381,7 @@ _CHECKS = {
     "str | None": lambda v: v is None or _check_str(v),
     "tuple[int, ...]": lambda v: isinstance(v, list) and all(map(_check_int, v)),
     "tuple[float, ...]": lambda v: isinstance(v, list) and all(map(_check_float, v)),
+    "tuple[str, ...]": lambda v: isinstance(v, list) and all(map(_check_str, v)),
 }
 
 

@@ -12,13 +12,18 @@ from typing import Any
 import numpy as np
 
 from faasopt import cost
+from faasopt.algorithms import StepRecord
 from faasopt.coordinator import Outcome
+from faasopt.data.source import holdout_ratings
 from faasopt.plan import JobPlan
-from faasopt.solvers.admm import Status
+from faasopt.solvers.admm import RoundRecord
+from faasopt.solvers.pmf import PmfProblem, rmse
 
 REPORT_FILE = "report.json"
 SOLUTION_FILE = "solution.npy"
 SLOWEST_SHARE = 0.1
+CONVERGED = frozenset({"converged", "lossThreshold"})
+"""Statuses of a run that met its goal: ADMM's and k-means' tolerances, SGD's loss threshold."""
 """Responsiveness (seed 001, Sec. II-B, Fig. 9): a round's slowest ceil(10 % of W) workers."""
 
 
@@ -47,27 +52,21 @@ def build_report(
     each worker to the fraction of rounds it was among the slowest 10 % (seed 001, Fig. 9).
     The bill uses ``price`` (default: the prices of the plan's platform, :mod:`faasopt.cost`).
     """
-    last = outcome.rounds[-1].record if outcome.rounds else None
     compute = sum(t.compute for r in outcome.rounds for t in r.timings.values())
     speedup = compute / outcome.solve_seconds if outcome.solve_seconds > 0 else 0.0
-    evaluations = sum(r.record.gradient_evaluations for r in outcome.rounds)
     status = outcome.status.value if outcome.error is None and outcome.status else "failed"
     price = price or cost.price_of(plan.platform)
     bill = cost.job_cost(price, plan.memory_mb, outcome.lifetimes, wall_seconds)
     decisions = {d["iteration"]: d for d in (outcome.scale_in or {}).get("decisions", [])}
     return {
         "job": {"namespace": plan.namespace, "name": plan.name},
+        "algorithm": plan.algorithm,
         "status": status,
         "error": outcome.error,
-        "converged": outcome.error is None and outcome.status is Status.CONVERGED,
+        "converged": outcome.error is None and status in CONVERGED,
         "iterations": len(outcome.rounds),
         "objective": outcome.objective,
-        "primalResidual": last.primal_residual if last else None,
-        "dualResidual": last.dual_residual if last else None,
-        "primalTolerance": plan.settings.primal_tolerance,
-        "dualTolerance": plan.settings.dual_tolerance,
-        "rho": last.rho if last else plan.settings.rho,
-        "rhoChanges": outcome.rho_changes,
+        **_algorithm_figures(plan, outcome),
         "wallSeconds": wall_seconds,
         "solveSeconds": outcome.solve_seconds,
         "speedup": speedup,
@@ -85,8 +84,6 @@ def build_report(
         },
         **bill.to_dict(),  # costDollars, dollarsPerWorker, alwaysOnDollars, perfPerDollar
         "scaleIn": outcome.scale_in or {"policy": "none", "evictions": 0, "decisions": []},
-        "gradientEvaluations": evaluations,
-        "fullGradientEquivalents": evaluations / plan.n_blocks,
         "nonzeros": int(np.count_nonzero(outcome.z)),
         "coldStarts": [
             {
@@ -110,15 +107,8 @@ def build_report(
             {
                 "iteration": r.record.iteration,
                 "objective": r.record.objective,
-                "primalResidual": r.record.primal_residual,
-                "dualResidual": r.record.dual_residual,
-                "rho": r.record.rho,
+                **round_figures(r.record),
                 "workers": len(r.timings),
-                "gradientEvaluations": r.record.gradient_evaluations,
-                "blockGradientEvaluations": list(r.record.block_gradient_evaluations),
-                "solverIterations": list(r.record.solver_iterations),
-                "gradientTolerance": r.record.gradient_tolerance,
-                "rhoBlocks": list(r.record.rho_blocks),
                 "elapsedSeconds": r.elapsed_seconds,
                 "costDollars": r.dollars,
                 "scaleIn": decisions.get(r.record.iteration),
@@ -134,6 +124,62 @@ def build_report(
             for r in outcome.rounds
         ],
     }
+
+
+def round_figures(record: RoundRecord | StepRecord) -> dict[str, Any]:
+    """A round's figures of its algorithm, camelCase, as the trace, progress and status show them
+    (besides its iteration and objective)."""
+    if isinstance(record, StepRecord):
+        return dict(record.details)
+    return {
+        "primalResidual": record.primal_residual,
+        "dualResidual": record.dual_residual,
+        "rho": record.rho,
+        "gradientEvaluations": record.gradient_evaluations,
+        "blockGradientEvaluations": list(record.block_gradient_evaluations),
+        "solverIterations": list(record.solver_iterations),
+        "gradientTolerance": record.gradient_tolerance,
+        "rhoBlocks": list(record.rho_blocks),
+    }
+
+
+def _algorithm_figures(plan: JobPlan, outcome: Outcome) -> dict[str, Any]:
+    """The run's figures of its algorithm: ADMM's residuals and gradient work, SGD's bytes
+    with and without the significance filter, k-means' number of clusters."""
+    if plan.algorithm == "sgd":
+        details = [r.record.details for r in outcome.rounds]
+        return {
+            "variant": str(plan.settings.variant),
+            "significance": plan.settings.significance,
+            "epochs": details[-1]["epochs"] if details else 0.0,
+            "entriesSent": sum(d["entriesSent"] for d in details),
+            "bytesSent": sum(d["bytesSent"] for d in details),
+            "denseBytes": sum(d["denseBytes"] for d in details),
+            "wireBytes": sum(d["wireBytes"] for d in details),
+            **_test_rmse(plan, outcome),
+        }
+    if plan.algorithm == "kmeans":
+        return {"clusters": plan.settings.k}
+    last = outcome.rounds[-1].record if outcome.rounds else None
+    evaluations = sum(r.record.gradient_evaluations for r in outcome.rounds)
+    return {
+        "primalResidual": last.primal_residual if last else None,
+        "dualResidual": last.dual_residual if last else None,
+        "primalTolerance": plan.settings.primal_tolerance,
+        "dualTolerance": plan.settings.dual_tolerance,
+        "rho": last.rho if last else plan.settings.rho,
+        "rhoChanges": outcome.rho_changes,
+        "gradientEvaluations": evaluations,
+        "fullGradientEquivalents": evaluations / plan.n_blocks,
+    }
+
+
+def _test_rmse(plan: JobPlan, outcome: Outcome) -> dict[str, float]:
+    """PMF's RMSE on the held-out ratings of its data source, when it has some."""
+    holdout = holdout_ratings(plan.source) if "pmf" in (plan.problem or {}) else None
+    if holdout is None:
+        return {}
+    return {"testRmse": rmse(PmfProblem(**plan.problem["pmf"]), outcome.z, holdout)}
 
 
 def _responsiveness(outcome: Outcome) -> dict[str, float]:
@@ -165,16 +211,38 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     )
     objective = report["objective"]
     seconds = [s["seconds"] for s in report["coldStarts"] if s["seconds"] is not None]
+    algorithm = report.get("algorithm", "admm")
+    if algorithm == "admm":
+        figures = [
+            ("primal residual", _tol(report["primalResidual"], report["primalTolerance"])),
+            ("dual residual", _tol(report["dualResidual"], report["dualTolerance"])),
+            ("nonzeros", f"{report['nonzeros']} of {report['features']}"),
+        ]
+    elif algorithm == "sgd":
+        sent, dense = report["bytesSent"], report["denseBytes"]
+        figures = [
+            ("variant", f"{report['variant']}, significance {report['significance']:g}"),
+            ("epochs", f"{report['epochs']:.2f}"),
+            ("model traffic", f"{sent} B of {dense} B dense ({sent / max(dense, 1):.1%})"),
+        ]
+        if "testRmse" in report:
+            figures.append(("test RMSE", f"{report['testRmse']:.4g}"))
+    else:
+        figures = [("clusters", str(report["clusters"]))]
+    work = (
+        [("gradient work", f"{report['fullGradientEquivalents']:.1f} full-gradient equivalents")]
+        if algorithm == "admm"
+        else []
+    )
     return [
         ("job", f"{report['job']['namespace']}/{report['job']['name']}"),
+        ("algorithm", algorithm),
         ("status", report["status"] + (f": {report['error']}" if report["error"] else "")),
         ("iterations", str(report["iterations"])),
         ("objective", f"{objective:.10g}" if objective is not None else "-"),
-        ("primal residual", _tol(report["primalResidual"], report["primalTolerance"])),
-        ("dual residual", _tol(report["dualResidual"], report["dualTolerance"])),
-        ("nonzeros", f"{report['nonzeros']} of {report['features']}"),
+        *figures,
         ("workers / blocks", f"{report['workers']} / {report['blocks']}"),
-        ("gradient work", f"{report['fullGradientEquivalents']:.1f} full-gradient equivalents"),
+        *work,
         ("wall time", f"{report['wallSeconds']:.2f} s (solve {report['solveSeconds']:.2f} s)"),
         ("worker compute", f"{worker_compute:.2f} s, speedup {report['speedup']:.2f}"),
         ("cold start", f"{min(seconds):.2f}-{max(seconds):.2f} s" if seconds else "-"),

@@ -21,6 +21,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,7 +37,17 @@ from faasopt.solvers.admm import (
     Schedule,
     Stopping,
 )
+from faasopt.solvers.kmeans import Criterion, KMeansSettings
 from faasopt.solvers.local import LocalSolverSettings
+from faasopt.solvers.pmf import PmfProblem
+from faasopt.solvers.sgd import (
+    Method,
+    OptimizerSettings,
+    RateSchedule,
+    SgdSettings,
+    StopRule,
+    Variant,
+)
 
 API_VERSION = "faasopt.dev/v1alpha1"
 KIND = "TrainingJob"
@@ -102,28 +113,172 @@ class Libsvm(_Model):
         return uri
 
 
+class Ratings(_Model):
+    """A ``user item rating`` text file (MovieLens formats, faasopt.data.ratings), for loss pmf."""
+
+    uri: str = Field(
+        min_length=1,
+        description=(
+            "A local path (relative to the manifest's folder; file:// accepted). Every worker "
+            "reads the whole file; s3:// and http(s):// are not supported yet."
+        ),
+    )
+    sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="SHA-256 of the file (hex); checked when the job is planned.",
+    )
+    shuffle_seed: StrictInt | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Shuffle the ratings with this seed before cutting blocks (for files sorted by user, "
+            "as MovieLens's are); None keeps the file's order."
+        ),
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _local_uri(cls, uri: str) -> str:
+        scheme, sep, _ = uri.partition("://")
+        if sep and scheme != "file":
+            raise ValueError(
+                "must be a local path (s3:// and http(s):// ratings files are not supported yet), "
+                f"got {uri!r}"
+            )
+        return uri
+
+
+class SyntheticRatings(_Model):
+    """A seeded low-rank ratings matrix observed at random pairs with Gaussian noise, per block."""
+
+    users: StrictInt = Field(gt=0, description="Rows of the ratings matrix.")
+    items: StrictInt = Field(gt=0, description="Columns of the ratings matrix.")
+    rank: StrictInt = Field(gt=0, description="Rank of the true factors.")
+    ratings: StrictInt = Field(gt=0, description="Training ratings, all blocks together.")
+    noise: NonNegativeFloat = Field(
+        0.0, description="Standard deviation of the noise: the test RMSE a perfect fit reaches."
+    )
+    seed: StrictInt = Field(0, ge=0, description="Seed; block b uses (seed, b).")
+    holdout: StrictInt = Field(
+        0, ge=0, description="Test ratings drawn apart from every block (0: none)."
+    )
+
+
+class Blobs(_Model):
+    """Seeded Gaussian clusters (faasopt.data.blobs), per block; no labels: for loss kmeans."""
+
+    samples: StrictInt = Field(gt=0, description="N, rows of the whole data set.")
+    features: StrictInt = Field(gt=0, description="d, columns.")
+    centers: StrictInt = Field(gt=0, description="Clusters drawn, centers uniform in [-10, 10]^d.")
+    spread: PositiveFloat = Field(1.0, description="Standard deviation around each center.")
+    seed: StrictInt = Field(
+        0, ge=0, description="Seed; the centers come from (seed), block b from (seed, b)."
+    )
+
+
+SOURCES = ("synthetic", "libsvm", "ratings", "syntheticRatings", "blobs")
+"""The data sources, by their spec (and wire) names."""
+RATINGS_SOURCES = ("ratings", "syntheticRatings")
+
+
 class Data(_Model):
     """Where the problem data comes from: exactly one source."""
 
     synthetic: Synthetic | None = None
     libsvm: Libsvm | None = None
+    ratings: Ratings | None = None
+    synthetic_ratings: SyntheticRatings | None = None
+    blobs: Blobs | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Data:
-        given = [name for name in ("synthetic", "libsvm") if getattr(self, name) is not None]
+        given = self._given()
         if len(given) != 1:
             got = ", ".join(given) or "none"
-            raise ValueError(f"exactly one of synthetic, libsvm must be given, got {got}")
+            raise ValueError(f"exactly one of {', '.join(SOURCES)} must be given, got {got}")
         return self
+
+    def _given(self) -> list[str]:
+        return [name for name in SOURCES if getattr(self, _snake(name)) is not None]
+
+    @property
+    def kind(self) -> str:
+        """The source given, by its spec name (one of ``SOURCES``)."""
+        (kind,) = self._given()
+        return kind
+
+    @property
+    def source(self) -> _Model:
+        """The source given."""
+        return getattr(self, _snake(self.kind))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+class Pmf(_Model):
+    """Probabilistic matrix factorization (faasopt.solvers.pmf.PmfProblem), trained by sgd."""
+
+    rank: StrictInt = Field(10, ge=1, description="r, factors per user and per item.")
+    regularization: NonNegativeFloat = Field(
+        0.05, description="lambda, the weight of (||U||^2 + ||V||^2) / 2."
+    )
+    offset: StrictFloat = Field(
+        0.0, description="c, added to every prediction (the mean rating is the usual choice)."
+    )
+    seed: StrictInt = Field(0, ge=0, description="Seed of the initial factors.")
+    init_scale: PositiveFloat = Field(
+        0.1, description="Standard deviation of the initial factors (MLLess's N(0, 0.1))."
+    )
+
+
+class Clusters(_Model):
+    """k-means' problem: how many clusters (the algorithm's settings are algorithm.kmeans)."""
+
+    k: StrictInt = Field(ge=1, description="Clusters.")
+
+
+LOSSES = ("logistic", "pmf", "kmeans")
+TRAINED_BY = {"logistic": ("admm", "sgd"), "pmf": ("sgd",), "kmeans": ("kmeans",)}
+"""Which algorithms train each loss."""
+DATA_FOR = {
+    "logistic": ("synthetic", "libsvm"),
+    "pmf": RATINGS_SOURCES,
+    "kmeans": ("synthetic", "libsvm", "blobs"),
+}
+"""Which data sources each loss reads (k-means ignores the labels of synthetic and libsvm)."""
+L1_DEFAULT, L2_DEFAULT = 1.0, 0.0
 
 
 class Problem(_Model):
-    """minimize sum_n loss(b_n <a_n, x>) + l1 ||x||_1 + l2/2 ||x||^2 (labels -1/+1)."""
+    """What to minimize, on which data (docs/algorithms.md has each objective and its scaling)."""
 
-    loss: Literal["logistic"] = "logistic"
-    l1: NonNegativeFloat = Field(1.0, description="lambda1 of seed 001.")
-    l2: NonNegativeFloat = Field(0.0, description="Weight of ||x||^2 / 2.")
+    loss: Literal["logistic", "pmf", "kmeans"] = Field(
+        "logistic",
+        description=(
+            "logistic: sum_n log(1 + exp(-b_n <a_n, x>)) + l1 ||x||_1 + l2/2 ||x||^2 (labels "
+            "-1/+1; admm or sgd); pmf: matrix factorization of ratings data (sgd); kmeans: the "
+            "inertia of kmeans.k centroids (labels ignored; algorithm kmeans)."
+        ),
+    )
+    l1: NonNegativeFloat = Field(
+        L1_DEFAULT, description="lambda1 of seed 001 (loss logistic only)."
+    )
+    l2: NonNegativeFloat = Field(
+        L2_DEFAULT, description="Weight of ||x||^2 / 2 (loss logistic only)."
+    )
+    pmf: Pmf | None = Field(None, description="Loss pmf only; its defaults when absent.")
+    kmeans: Clusters | None = Field(None, description="Loss kmeans only, and required by it.")
     data: Data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pmf_defaults(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("loss") == "pmf" and value.get("pmf") is None:
+            return {**value, "pmf": {}}
+        return value
 
 
 class LocalSolver(_Model):
@@ -189,8 +344,128 @@ class Admm(_Model):
     local_solver: LocalSolver = LocalSolver()
 
 
+class Optimizer(_Model):
+    """The optimizer of an SGD step and its learning-rate schedule (OptimizerSettings)."""
+
+    method: Method = Field(
+        Method.SGD,
+        description="sgd; momentum and nesterov (PyTorch's forms); adam (bias-corrected).",
+    )
+    learning_rate: PositiveFloat = Field(0.1, description="eta, on the mean loss F / N.")
+    momentum: StrictFloat = Field(0.9, ge=0, lt=1, description="mu of momentum and nesterov.")
+    beta1: StrictFloat = Field(0.9, ge=0, lt=1, description="Adam's first-moment decay.")
+    beta2: StrictFloat = Field(0.999, ge=0, lt=1, description="Adam's second-moment decay.")
+    epsilon: PositiveFloat = Field(1e-8, description="Adam's epsilon.")
+    schedule: RateSchedule = Field(
+        RateSchedule.CONSTANT,
+        description=(
+            "constant; step (x decayFactor every decayEvery steps); inverseSqrt "
+            "(eta / sqrt(1 + floor(t / decayEvery))); cosine (to 0 over horizon steps)."
+        ),
+    )
+    decay_every: StrictInt = Field(1, ge=1, description="Steps between decays.")
+    decay_factor: StrictFloat = Field(0.5, gt=0, le=1, description="The factor of step.")
+    horizon: StrictInt = Field(1000, ge=1, description="Steps of cosine from eta to 0.")
+
+
+class SgdStop(_Model):
+    """When an SGD run stops (StopRule); the first rule met wins."""
+
+    loss_threshold: NonNegativeFloat | None = Field(
+        None, description="Mean minibatch loss (data term) to reach; None: no threshold."
+    )
+    hold_rounds: StrictInt = Field(
+        10, ge=1, description="Consecutive rounds at or below lossThreshold (MLLess: 10)."
+    )
+    max_epochs: PositiveFloat = Field(
+        10.0, description="Passes over the data (of the largest block): the budget."
+    )
+    max_seconds: PositiveFloat | None = Field(
+        None, description="Wall seconds since the start; None: no limit."
+    )
+
+
+class Sgd(_Model):
+    """Minibatch SGD over blocks: GA-SGD or MA-SGD, with MLLess's ISP filter (SgdSettings)."""
+
+    variant: Variant = Field(
+        Variant.GRADIENT_AVERAGING,
+        description="gradientAveraging (GA-SGD, one step a round) or modelAveraging (MA-SGD).",
+    )
+    optimizer: Optimizer = Optimizer()
+    batch_size: StrictInt = Field(
+        128, ge=1, description="Rows per minibatch per block; the global batch is B times larger."
+    )
+    sync_every: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="modelAveraging only: local steps per round; None: one pass over the block.",
+    )
+    significance: NonNegativeFloat = Field(
+        0.0, description="v of the ISP filter, modelAveraging only; 0 is BSP (MLLess: 0.7)."
+    )
+    seed: StrictInt = Field(0, ge=0, description="Seed of the minibatch order.")
+    stop: SgdStop = SgdStop()
+
+    @field_validator("sync_every", "significance")
+    @classmethod
+    def _model_averaging_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if "variant" not in info.data:  # the variant has a problem of its own
+            return value
+        try:
+            SgdSettings(variant=info.data["variant"], **{info.field_name: value})
+        except ValueError as exc:  # SgdSettings says why, in snake_case
+            name = info.field_name
+            raise ValueError(str(exc).replace(name, to_camel(name))) from None
+        return value
+
+
+class KMeans(_Model):
+    """k-means by EM (Lloyd) with a k-means++ start by seeded reduction (KMeansSettings)."""
+
+    max_iterations: StrictInt = Field(300, ge=1, description="Rounds at most.")
+    tolerance: NonNegativeFloat = Field(
+        1e-4, description="epsilon of the relative change; 0 runs until nothing moves."
+    )
+    criterion: Criterion = Field(
+        Criterion.CENTROIDS,
+        description=(
+            "centroids: ||C' - C|| <= eps ||C||; inertia: the inertia's relative decrease <= eps."
+        ),
+    )
+    seed: StrictInt = Field(0, ge=0, description="Seed of the k-means++ start.")
+
+
+ALGORITHMS = ("admm", "sgd", "kmeans")
+
+
 class Algorithm(_Model):
-    admm: Admm = Admm()
+    """How to train: exactly one of admm, sgd, kmeans; none given means admm with its defaults."""
+
+    admm: Admm | None = None
+    sgd: Sgd | None = None
+    kmeans: KMeans | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _admm_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and all(value.get(name) is None for name in ALGORITHMS):
+            return {**value, "admm": {}}
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Algorithm:
+        given = [name for name in ALGORITHMS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"exactly one of admm, sgd, kmeans must be given, got {', '.join(given)}"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """The algorithm given: admm, sgd or kmeans."""
+        return next(name for name in ALGORITHMS if getattr(self, name) is not None)
 
 
 class Straggler(_Model):
@@ -329,9 +604,15 @@ class TrainingJob(_Model):
                     f"{self.spec.scale_in.min_workers}",
                 )
             )
+        problems += _combination_problems(self.spec)
         if problems:
             raise SpecError(problems)
         return self
+
+    @property
+    def algorithm_name(self) -> str:
+        """The algorithm that trains this job: ``admm``, ``sgd`` or ``kmeans``."""
+        return self.spec.algorithm.name
 
     @property
     def base_dir(self) -> Path:
@@ -374,9 +655,22 @@ class TrainingJob(_Model):
         """The manifest with every default filled, camelCase, as YAML or JSON would carry it."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def _algorithm(self, name: str) -> Any:
+        given = getattr(self.spec.algorithm, name)
+        if given is None:
+            raise SpecError(
+                [
+                    FieldProblem(
+                        f"spec.algorithm.{name}",
+                        f"not given: this job is trained by {self.algorithm_name}",
+                    )
+                ]
+            )
+        return given
+
     def admm_settings(self) -> AdmmSettings:
-        """The solver settings this manifest asks for."""
-        admm, problem = self.spec.algorithm.admm, self.spec.problem
+        """The ADMM settings this manifest asks for; a SpecError unless its algorithm is admm."""
+        admm, problem = self._algorithm("admm"), self.spec.problem
         local = admm.local_solver
         return AdmmSettings(
             l1=problem.l1,
@@ -400,6 +694,112 @@ class TrainingJob(_Model):
                 max_iterations=local.max_iterations,
             ),
         )
+
+    def sgd_settings(self) -> SgdSettings:
+        """The SGD settings this manifest asks for; a SpecError unless its algorithm is sgd."""
+        sgd = self._algorithm("sgd")
+        return SgdSettings(
+            variant=sgd.variant,
+            optimizer=OptimizerSettings(**sgd.optimizer.model_dump()),
+            batch_size=sgd.batch_size,
+            sync_every=sgd.sync_every,
+            significance=sgd.significance,
+            seed=sgd.seed,
+            stop=StopRule(**sgd.stop.model_dump()),
+        )
+
+    def kmeans_settings(self) -> KMeansSettings:
+        """The k-means settings (k from ``problem.kmeans``); a SpecError unless it is kmeans."""
+        kmeans = self._algorithm("kmeans")
+        return KMeansSettings(k=self.spec.problem.kmeans.k, **kmeans.model_dump())
+
+    def pmf_problem(self, n_users: int, n_items: int, n_rows: int) -> PmfProblem:
+        """The PMF problem of ``problem.pmf`` for ratings of that shape (``n_rows`` ratings).
+
+        A SpecError unless the loss is pmf.
+        """
+        pmf = self.spec.problem.pmf
+        if pmf is None:
+            reason = f"not given: this job's loss is {self.spec.problem.loss}"
+            raise SpecError([FieldProblem("spec.problem.pmf", reason)])
+        return PmfProblem(
+            n_users=n_users,
+            n_items=n_items,
+            rank=pmf.rank,
+            n_rows=n_rows,
+            l2=pmf.regularization,
+            offset=pmf.offset,
+            seed=pmf.seed,
+            init_scale=pmf.init_scale,
+        )
+
+
+def _combination_problems(spec: TrainingJobSpec) -> list[FieldProblem]:
+    """The fields of ``spec`` that make no sense together (each mirrored in faasopt.crd.RULES)."""
+    problem, problems = spec.problem, []
+    loss, algorithm, kind = problem.loss, spec.algorithm.name, problem.data.kind
+    if algorithm not in TRAINED_BY[loss]:
+        default = " (the default when no algorithm is given)" if algorithm == "admm" else ""
+        problems.append(
+            FieldProblem(
+                "spec.algorithm",
+                f"loss {loss} is trained by {' or '.join(TRAINED_BY[loss])}, got "
+                f"{algorithm}{default}",
+            )
+        )
+    if kind not in DATA_FOR[loss]:
+        if kind in RATINGS_SOURCES:
+            reason = f"ratings data is for loss pmf only, got loss {loss}"
+        elif kind == "blobs":
+            reason = f"blobs have no labels: for loss kmeans only, got loss {loss}"
+        else:
+            reason = f"loss {loss} needs {' or '.join(DATA_FOR[loss])} data, got {kind}"
+        problems.append(FieldProblem(f"spec.problem.data.{kind}", reason))
+    for name in ("pmf", "kmeans"):
+        if getattr(problem, name) is not None and loss != name:
+            problems.append(
+                FieldProblem(f"spec.problem.{name}", f"is for loss {name} only, got loss {loss}")
+            )
+    if loss == "kmeans" and problem.kmeans is None:
+        problems.append(FieldProblem("spec.problem.kmeans", "required when loss is kmeans (k)"))
+    for name, default in (("l1", L1_DEFAULT), ("l2", L2_DEFAULT)):
+        if loss != "logistic" and getattr(problem, name) != default:
+            instead = "pmf.regularization" if loss == "pmf" else "none"
+            problems.append(
+                FieldProblem(
+                    f"spec.problem.{name}",
+                    f"applies to loss logistic only (loss {loss} has {instead}), got "
+                    f"{getattr(problem, name):g}",
+                )
+            )
+    rows = _rows(problem.data)
+    if rows is not None:
+        if problem.kmeans is not None and problem.kmeans.k > rows:
+            problems.append(
+                FieldProblem(
+                    "spec.problem.kmeans.k",
+                    f"must be <= the data's rows ({rows}), got {problem.kmeans.k}",
+                )
+            )
+        blocks = spec.workers.block_count
+        if blocks > rows and kind != "synthetic":  # plan_job says it for synthetic data
+            what = "ratings" if kind in RATINGS_SOURCES else "rows"
+            problems.append(
+                FieldProblem(
+                    "spec.workers.blocks", f"must be <= the data's {what} ({rows}), got {blocks}"
+                )
+            )
+    return problems
+
+
+def _rows(data: Data) -> int | None:
+    """Rows (ratings for ratings data) of a source known from the spec alone, else None."""
+    source = data.source
+    if isinstance(source, Synthetic | Blobs):
+        return source.samples
+    if isinstance(source, SyntheticRatings):
+        return source.ratings
+    return None
 
 
 def _path(loc: tuple[Any, ...]) -> str:

@@ -1,10 +1,11 @@
 """The stateless worker runtime (seed 001, Algorithm 2).
 
-A worker is started with a small payload (job, name, blocks, NATS address, data source). It loads
-its blocks, says hello, and from then on does only what the coordinator's messages say: take over
-the state of its blocks (``assign``), run rounds (``iterate``), report its losses at the final z and
-leave (``finish``), or leave at once (``stop``). Nothing it knows is lost if it dies: the
-coordinator can hand its blocks to another worker.
+A worker is started with a small payload (job, name, blocks, NATS address, data source, algorithm).
+It loads its blocks, says hello, and from then on does only what the coordinator's messages say:
+take over the state of its blocks (``assign``, or ``handover``), run rounds (``iterate``, or
+``round``), report its losses at the final model and leave (``finish``), or leave at once
+(``stop``). What a round computes is the algorithm's runner's (:mod:`faasopt.algorithms`).
+Nothing it knows is lost if it dies: the coordinator can hand its blocks to another worker.
 
 A worker with a time limit leaves at a round boundary before it (rotation, issue #5): after each
 result it compares the time left with a margin learned from its own rounds, says in the result
@@ -23,22 +24,19 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import scipy.optimize  # noqa: F401  (x-steps need it: load it in the cold start, not in round 0)
 from nats.errors import Error as NatsError
 
 from faasopt import protocol as p
+from faasopt.algorithms import Runner, runner_for
 from faasopt.data import Block, load_blocks
 from faasopt.invocation import deadline_from
 from faasopt.nats_client import connect, disconnect
 from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WorkerPayload
 from faasopt.platforms.processes import peak_rss_bytes
-from faasopt.solvers.admm import block_step, with_tolerance
-from faasopt.solvers.local import LocalSolverSettings
-from faasopt.solvers.logistic import logistic_loss
 
 log = logging.getLogger("faasopt.worker")
 ROTATION_MIN_MARGIN_SECONDS = 0.25
@@ -53,22 +51,16 @@ class _State:
 
     data: dict[int, Block]
     """The data of every block loaded, by block number."""
+    runner: Runner
+    """The algorithm's half that computes; it holds the state of the blocks assigned."""
     instance: str
     """This process's random id: its messages carry it, assignments and stops must match it."""
     leave_at: float | None = None
     """The deadline of this invocation on the event loop's clock; None: no limit."""
-    held: tuple[int, ...] = ()
-    """The blocks whose state this worker holds, ascending: its own, and any moved to it."""
     ready_for: int = 0
     """The round its state is for (the last assignment's): broadcasts of earlier rounds, seen
     while it waited for its turn, are not for it."""
-    x: np.ndarray | None = None
-    u: np.ndarray | None = None
-    rho_u: np.ndarray | None = None
-    z_u: np.ndarray | None = None
-    relaxation: float = 1.0
-    settings: LocalSolverSettings = field(default_factory=LocalSolverSettings)
-    answer: p.Result | None = None
+    answer: p.Message | None = None
     """The result of the last round, sent again if that round's broadcast comes again."""
     last_sent: float = 0.0
     """When this worker last sent (hello or result): idle time runs from there."""
@@ -99,12 +91,12 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
     load_seconds = time.perf_counter() - started
 
     subjects = p.Subjects(payload.namespace, payload.job)
-    features = blocks[0].A.shape[1]
+    data = dict(zip(payload.blocks, blocks, strict=True))
+    runner = runner_for(payload, data)
     decoder = p.Decoder(
         subjects.key,
-        accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND, p.Stop.KIND},
-        # an assign is the largest: every block of the job may end up here (scale-in)
-        max_message_bytes=8 * ((2 * payload.n_blocks + 1) * features + 1024),
+        accept={runner.ASSIGN.KIND, runner.ROUND.KIND, p.Finish.KIND, p.Stop.KIND},
+        max_message_bytes=runner.max_message_bytes,
     )
     inbox: asyncio.Queue[tuple[float, p.Message]] = asyncio.Queue()
 
@@ -144,7 +136,8 @@ async def serve(payload: WorkerPayload, deadline_seconds: float | None = None) -
         await send(p.Hello(payload.worker, payload.blocks, os.getpid(), load_seconds, instance))
         beats = asyncio.create_task(_beat(nc, subjects, payload, instance))
         state = _State(
-            data=dict(zip(payload.blocks, blocks, strict=True)),
+            data=data,
+            runner=runner,
             instance=instance,
             leave_at=leave_at,
             last_sent=time.perf_counter(),
@@ -177,6 +170,7 @@ async def _beat(nc, subjects: p.Subjects, payload: WorkerPayload, instance: str)
 async def _loop(payload: WorkerPayload, state: _State, inbox, send, decoder: p.Decoder) -> None:
     waiting: tuple[float, p.Message] | None = None  # a round or finish before the assignment
     loop = asyncio.get_running_loop()
+    runner = state.runner
     while True:
         try:
             async with asyncio.timeout(payload.idle_timeout_seconds):
@@ -184,10 +178,10 @@ async def _loop(payload: WorkerPayload, state: _State, inbox, send, decoder: p.D
         except TimeoutError:
             log.warning("coordinator silent for %.0f s; leaving", payload.idle_timeout_seconds)
             return
-        if isinstance(message, p.Assign):
+        if isinstance(message, runner.ASSIGN):
             if message.worker != payload.worker:
                 continue
-            if state.x is None and message.blocks != payload.blocks:
+            if not runner.ready and message.blocks != payload.blocks:
                 continue  # the first assignment is of the blocks this worker was started for
             missing = [b for b in message.blocks if b not in state.data]
             if missing:  # blocks moved here (scale-in): load their data, off the event loop
@@ -195,16 +189,17 @@ async def _loop(payload: WorkerPayload, state: _State, inbox, send, decoder: p.D
                     None, load_blocks, payload.data, tuple(missing), payload.n_blocks
                 )
                 state.data.update(zip(missing, loaded, strict=True))
-            _take(state, message)
+            runner.take(message)
+            state.ready_for = message.iteration
             if waiting is None:
                 continue
             received, message = waiting
             waiting = None
-        if isinstance(message, p.Iterate):
-            if len(message.rho) != payload.n_blocks:
+        if isinstance(message, runner.ROUND):
+            if not runner.valid(message):
                 decoder.reject("bad-shape")
                 continue
-            if state.x is None:
+            if not runner.ready:
                 waiting = (received, message)
                 continue
             if message.iteration < state.ready_for:
@@ -215,29 +210,30 @@ async def _loop(payload: WorkerPayload, state: _State, inbox, send, decoder: p.D
                 if message.iteration == state.answer.iteration:
                     await send(state.answer)
                 continue
-            result = await loop.run_in_executor(None, _round, payload, state, message)
+            fields = await loop.run_in_executor(None, runner.step, message)
             finished = time.perf_counter()
             idle = received - state.last_sent
             state.last_sent = finished
-            state.answer = p.Result(
-                **result,
+            time_left = _time_left(state, received, finished, loop.time())
+            if payload.worker in getattr(message, "leave", ()):  # evicted: hand back, leave
+                time_left["leaving"] = True
+            state.answer = runner.answer(
+                fields,
                 compute_seconds=finished - received,
                 idle_seconds=idle,
                 instance=state.instance,
-                **_time_left(state, received, finished, loop.time()),
+                **time_left,
             )
             await send(state.answer)
             if state.answer.leaving:
                 log.info("round %d was the last before the time limit; leaving", message.iteration)
                 return
         elif isinstance(message, p.Finish):
-            if state.x is None:
+            if not runner.ready:
                 waiting = (received, message)
                 continue
-            losses = tuple(
-                logistic_loss(state.data[b].A, state.data[b].y, message.z) for b in state.held
-            )
-            final = p.Final(payload.worker, state.held, losses, peak_rss_bytes(), state.instance)
+            losses = await loop.run_in_executor(None, runner.final_losses, message.z)
+            final = p.Final(payload.worker, runner.held, losses, peak_rss_bytes(), state.instance)
             await send(final)
             return
         elif isinstance(message, p.Stop):
@@ -262,65 +258,6 @@ def _time_left(state: _State, received: float, finished: float, now: float) -> d
         return {"leaving": False, "seconds_left": None}
     spare = state.leave_at - now - max(ROTATION_MIN_MARGIN_SECONDS, 2 * state.slowest_round)
     return {"leaving": spare < 0, "seconds_left": max(spare, 0.0)}
-
-
-def _take(state: _State, message: p.Assign) -> None:
-    """Take the state of the assigned blocks; blocks held before and not in it are kept."""
-    nb = len(message.blocks)
-    given = {
-        b: (message.state[i], message.state[nb + i], message.rho_u[i])
-        for i, b in enumerate(message.blocks)
-    }
-    kept = {
-        b: (state.x[i], state.u[i], state.rho_u[i])
-        for i, b in enumerate(state.held)
-        if b not in given
-    }
-    merged = {**kept, **given}
-    state.held = tuple(sorted(merged))
-    state.x = np.array([merged[b][0] for b in state.held])
-    state.u = np.array([merged[b][1] for b in state.held])
-    state.rho_u = np.array([merged[b][2] for b in state.held])
-    state.z_u = np.array(message.state[2 * nb])
-    state.ready_for = message.iteration
-    state.relaxation = message.relaxation
-    state.settings = LocalSolverSettings(
-        **{f.name: getattr(message, f.name) for f in dataclasses.fields(LocalSolverSettings)}
-    )
-
-
-def _round(payload: WorkerPayload, state: _State, message: p.Iterate) -> dict[str, Any]:
-    """Algorithm 2, lines 5-9, for every block this worker holds, with each block's penalty and
-    gradient tolerance from the broadcast."""
-    rho = np.array([message.rho[b] for b in state.held])
-    updates = [
-        block_step(
-            state.data[block].A,
-            state.data[block].y,
-            state.x[i],
-            state.u[i],
-            message.z,
-            state.z_u,
-            float(rho[i]),
-            float(state.rho_u[i]),
-            state.relaxation,
-            with_tolerance(state.settings, message.gradient_tolerance[block]),
-        )
-        for i, block in enumerate(state.held)
-    ]
-    state.x = np.stack([up.x for up in updates])
-    state.u = np.stack([up.u for up in updates])
-    state.rho_u = rho
-    state.z_u = message.z
-    return {
-        "worker": payload.worker,
-        "iteration": message.iteration,
-        "blocks": state.held,
-        "loss_at_z": tuple(up.loss_at_z for up in updates),
-        "gradient_evaluations": tuple(up.gradient_evaluations for up in updates),
-        "solver_iterations": tuple(up.solver_iterations for up in updates),
-        "x": state.x,
-    }
 
 
 def main() -> int:

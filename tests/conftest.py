@@ -9,6 +9,8 @@ import os
 os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 import copy
+import json
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import psutil
 import pytest
 import yaml
 
+from faasopt.payload import PAYLOAD_ENV
 from faasopt.platforms.nats_server import NatsServer
 
 BASE_MANIFEST: dict[str, Any] = {
@@ -77,6 +80,26 @@ def no_leftover_processes():
     for p in leftovers:
         p.kill()
     assert not leftovers, f"processes left behind: {[p.cmdline() for p in leftovers]}"
+
+
+def worker_processes() -> dict[str, psutil.Process]:
+    """This process's worker processes, by worker name."""
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            payload = child.environ().get(PAYLOAD_ENV)
+        except psutil.Error:
+            continue
+        if payload:
+            found[json.loads(payload)["worker"]] = child
+    return found
+
+
+def kill_workers(names, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` (default: kill -9) to the named worker processes."""
+    workers = worker_processes()
+    for name in names:
+        os.kill(workers[name].pid, sig)
 
 
 def _alive(process: psutil.Process) -> bool:

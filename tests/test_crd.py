@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from conftest import BASE_MANIFEST, merge
-from test_spec import BAD
+from test_spec import BAD, KM, PMF
 from typer.testing import CliRunner
 
 from faasopt.cli import app
@@ -39,6 +39,9 @@ SPEC_ONLY = {
     "metadata: required field is missing": "the API server: every object needs metadata.name",
     "missing.svm: file not found": "only a reader of the data can know (the operator's validate)",
     "bad.svm:2:": "only a reader of the data can know (the operator's validate)",
+    "missing.txt: file not found": "only a reader of the data can know (the operator's validate)",
+    "bad.txt:2: expected integer ids and a numeric rating, got '1 x 3'": "only a reader of the data "
+    "can know (the operator's validate)",
     "spec.workers.platform: pods workers are started by the operator on a cluster, not by `faasopt run`": "nobody: valid on a cluster, only `faasopt run` refuses it",
 }
 GOOD = [
@@ -107,6 +110,7 @@ def library_problems(document: dict[str, Any], base_dir: Path) -> list[str]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     (tmp_path / "bad.svm").write_text("+1 1:0.5 3:1\n-1 2:x\n")
+    (tmp_path / "bad.txt").write_text("0 0 4\n1 x 3\n")
     (tmp_path / "ok.svm").write_text("".join(f"{(-1) ** i:+d} 1:0.5 3:{i}\n" for i in range(8)))
     return tmp_path
 
@@ -263,10 +267,21 @@ def _models(model) -> list:
 
 def test_every_spec_py_validator_has_a_crd_counterpart():
     counterparts = {
-        "Data._exactly_one": ("Data", None),
-        "Libsvm._supported_uri": ("Libsvm", "uri"),
-        "TrainingJob._cross_field": ("Workers", None),
-        "ScaleIn._delta_within_interval": ("ScaleIn", None),
+        "Data._exactly_one": [("Data", None)],
+        "Libsvm._supported_uri": [("Libsvm", "uri")],
+        "Ratings._local_uri": [("Ratings", "uri")],
+        "TrainingJob._cross_field": [
+            ("Workers", None),
+            ("Problem", None),
+            ("TrainingJobSpec", None),
+        ],
+        "ScaleIn._delta_within_interval": [("ScaleIn", None)],
+        "Algorithm._exactly_one": [("Algorithm", None)],
+        "Sgd._model_averaging_only": [("Sgd", None)],
+        # defaults the API server cannot give (they depend on another field): it keeps the field
+        # absent and spec.py fills it when it reads the object, so both accept the same documents
+        "Algorithm._admm_by_default": [],  # algorithm: {} (absent: the CRD's default, admm: {})
+        "Problem._pmf_defaults": [],  # loss: pmf without pmf
     }
     validators = {
         f"{model.__name__}.{name}"
@@ -278,7 +293,7 @@ def test_every_spec_py_validator_has_a_crd_counterpart():
     assert validators == set(counterparts), (
         "a validator changed in spec.py: mirror it in faasopt.crd.RULES and list it here"
     )
-    assert set(counterparts.values()) <= set(RULES)
+    assert {key for keys in counterparts.values() for key in keys} == set(RULES)
 
 
 def test_status_schema_takes_what_the_operator_writes():
@@ -312,3 +327,73 @@ def test_status_schema_takes_what_the_operator_writes():
     assert schema["conditions"]["items"]["required"] == ["type", "status"]
     assert schema["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
     assert schema["startTime"] == {"type": "string", "format": "date-time"}
+
+
+# ---- the algorithms of issue #10 ----
+
+GOOD_NEW = [
+    {"spec": {"algorithm": {}}},
+    {"spec": {"algorithm": {"sgd": {}}}},
+    {"spec": {"algorithm": {"sgd": {"variant": "modelAveraging", "syncEvery": 2, "significance": 0.7}}}},
+    {"spec": {"algorithm": {"sgd": {"variant": "modelAveraging", "significance": 0}}}},
+    {"spec": {"algorithm": {"sgd": {"significance": 0, "optimizer": {"method": "adam", "momentum": 0}}}}},
+    {"spec": {"problem": PMF, "algorithm": {"sgd": {"stop": {"lossThreshold": 0.02, "maxSeconds": 60}}}}},
+    {"spec": {"problem": {**PMF, "pmf": {"rank": 3, "offset": -1.5}, "l1": 1, "l2": 0}, "algorithm": {"sgd": {}}}},
+    {"spec": {"problem": {"loss": "pmf", "data": {"synthetic": None, "ratings": {"uri": "r.txt", "shuffleSeed": 1}}}, "algorithm": {"sgd": {}}}},
+    {"spec": {"problem": {"loss": "pmf", "data": {"synthetic": None, "ratings": {"uri": "file://r.txt"}}}, "algorithm": {"sgd": {}}}},
+    {"spec": {"problem": KM, "algorithm": {"kmeans": {"criterion": "inertia", "tolerance": 0}}}},
+    {"spec": {"problem": {"loss": "kmeans", "kmeans": {"k": 2}}, "algorithm": {"kmeans": {}}, "scaleIn": {"policy": "idle"}}},
+    {"spec": {"problem": {**KM, "kmeans": {"k": 40}}, "algorithm": {"kmeans": {}}, "workers": {"count": 40}}},
+]  # fmt: skip
+"""Valid for spec.py (and plan_job, with data_dir's r.txt) and for the CRD."""
+
+
+@pytest.mark.parametrize("patch", GOOD_NEW, ids=[str(g) for g in GOOD_NEW])
+def test_good_manifests_of_the_new_algorithms_pass_both(patch, data_dir):
+    (data_dir / "r.txt").write_text("".join(f"{i % 5} {i % 3} {i % 4 + 1}\n" for i in range(9)))
+    document = merge(BASE_MANIFEST, patch)
+    assert library_problems(document, data_dir) == []
+    assert admission_problems(document) == []
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"spec": {"algorithm": {"admm": {}, "sgd": {}}}}, [".spec.algorithm: exactly one of admm, sgd, kmeans must be given"]),
+        ({"spec": {"problem": PMF}}, [".spec.algorithm: loss pmf is trained by sgd"]),
+        ({"spec": {"problem": PMF, "algorithm": {"kmeans": {}}}}, [".spec.algorithm: loss pmf is trained by sgd", ".spec.algorithm: loss kmeans is trained by kmeans, and kmeans trains only loss kmeans"]),
+        ({"spec": {"problem": KM, "algorithm": {"sgd": {}}}}, [".spec.algorithm: loss kmeans is trained by kmeans, and kmeans trains only loss kmeans"]),
+        ({"spec": {"problem": {"loss": "pmf"}, "algorithm": {"sgd": {}}}}, [".spec.problem.data: ratings data (ratings, syntheticRatings) is for loss pmf, and loss pmf needs it"]),
+        ({"spec": {"problem": {**KM, "loss": "logistic", "kmeans": None}, "algorithm": {"sgd": {}}}}, [".spec.problem.data.blobs: blobs have no labels: for loss kmeans only"]),
+        ({"spec": {"problem": {"pmf": {}}}}, [".spec.problem.pmf: pmf is for loss pmf only"]),
+        ({"spec": {"problem": {"loss": "kmeans"}, "algorithm": {"kmeans": {}}}}, [".spec.problem.kmeans: kmeans is for loss kmeans only, and required by it"]),
+        ({"spec": {"problem": {**PMF, "l1": 0.5, "l2": 1}, "algorithm": {"sgd": {}}}}, [".spec.problem.l1: l1 applies to loss logistic only", ".spec.problem.l2: l2 applies to loss logistic only"]),
+        ({"spec": {"problem": {**KM, "kmeans": {"k": 41}}, "algorithm": {"kmeans": {}}}}, [".spec.problem.kmeans.k: kmeans.k must be <= data.blobs.samples"]),
+        ({"spec": {"problem": {"loss": "kmeans", "kmeans": {"k": 2001}}, "algorithm": {"kmeans": {}}}}, [".spec.problem.kmeans.k: kmeans.k must be <= data.synthetic.samples"]),
+        ({"spec": {"problem": KM, "algorithm": {"kmeans": {}}, "workers": {"count": 41}}}, [".spec.workers: workers.blocks (count when unset) must be <= problem.data.blobs.samples"]),
+        ({"spec": {"problem": PMF, "algorithm": {"sgd": {}}, "workers": {"blocks": 301}}}, [".spec.workers: workers.blocks (count when unset) must be <= problem.data.syntheticRatings.ratings"]),
+        ({"spec": {"algorithm": {"sgd": {"syncEvery": 1}}}}, [".spec.algorithm.sgd.syncEvery: syncEvery needs variant modelAveraging: GA-SGD syncs every step"]),
+        ({"spec": {"algorithm": {"sgd": {"significance": 0.7}}}}, [".spec.algorithm.sgd.significance: significance > 0 needs variant modelAveraging"]),
+        ({"spec": {"problem": {"loss": "pmf", "data": {"synthetic": None, "ratings": {"uri": "https://h/r.txt"}}}, "algorithm": {"sgd": {}}}}, [".spec.problem.data.ratings.uri: must be a local path (s3:// and http(s):// ratings files are not supported yet)"]),
+    ],
+)  # fmt: skip
+def test_cel_rules_of_the_new_algorithms_say_what_spec_py_says(patch, expected):
+    document = merge(BASE_MANIFEST, patch)
+    assert admission_problems(document) == expected
+    with pytest.raises(SpecError):
+        TrainingJob.from_dict(document)
+
+
+def test_crd_defaults_of_the_new_algorithms_are_spec_pys():
+    for patch in ({"spec": {"algorithm": {"sgd": {}}}}, {"spec": {"problem": KM, "algorithm": {"kmeans": {}}}}):  # fmt: skip
+        document = merge(BASE_MANIFEST, patch)
+        assert (
+            apply_defaults(SCHEMA, document)["spec"]
+            == TrainingJob.from_dict(document).to_dict()["spec"]
+        )
+    # pmf's defaults depend on loss: the API server leaves pmf absent and spec.py fills it
+    document = merge(BASE_MANIFEST, {"spec": {"problem": PMF, "algorithm": {"sgd": {}}}})
+    stored = apply_defaults(SCHEMA, document)
+    assert "pmf" not in stored["spec"]["problem"]
+    assert TrainingJob.from_dict(stored).to_dict() == TrainingJob.from_dict(document).to_dict()
+    assert SCHEMA["properties"]["spec"]["properties"]["algorithm"]["default"] == {"admm": {}}

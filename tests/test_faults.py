@@ -4,8 +4,6 @@ workers"): kill -9 at several points, real processes, a real nats-server."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,17 +11,17 @@ import threading
 import time
 
 import numpy as np
-import psutil
 import pytest
 import yaml
 from conftest import BASE_MANIFEST, merge
+from conftest import kill_workers as _kill
+from conftest import worker_processes as _workers
 from prometheus_client import CollectorRegistry
 
 import faasopt
 from faasopt import protocol as p
 from faasopt.coordinator import Coordinator, CoordinatorSettings
 from faasopt.nats_client import connect, disconnect
-from faasopt.payload import PAYLOAD_ENV
 from faasopt.plan import plan_job
 from faasopt.platforms.local import LocalPlatform
 from faasopt.platforms.nats_server import NatsServer
@@ -37,25 +35,6 @@ PATCH = {
         "workers": {"count": 3},
     }
 }
-
-
-def _workers() -> dict[str, psutil.Process]:
-    """This process's worker processes, by worker name."""
-    found = {}
-    for child in psutil.Process().children(recursive=True):
-        try:
-            payload = child.environ().get(PAYLOAD_ENV)
-        except psutil.Error:
-            continue
-        if payload:
-            found[json.loads(payload)["worker"]] = child
-    return found
-
-
-def _kill(names, sig=signal.SIGKILL) -> None:
-    workers = _workers()
-    for name in names:
-        os.kill(workers[name].pid, sig)
 
 
 def _objectives(result) -> list[float]:

@@ -64,7 +64,7 @@ def test_rotation_preserves_iterates_and_is_counted(manifest, undisturbed):  # n
 
 
 def test_a_worker_stays_while_twice_its_slowest_round_is_left():
-    state = _State(data={}, instance="9f3c2a", leave_at=10.0)
+    state = _State(data={}, runner=None, instance="9f3c2a", leave_at=10.0)
     # first round: 0.1 s of x-steps, so the margin is the least one
     stay = _time_left(state, received=0.0, finished=0.1, now=9.0)
     assert stay == {
@@ -76,7 +76,7 @@ def test_a_worker_stays_while_twice_its_slowest_round_is_left():
         "leaving": True,
         "seconds_left": 0.0,
     }
-    assert _time_left(_State(data={}, instance="x"), 0.0, 0.1, 5.0) == {
+    assert _time_left(_State(data={}, runner=None, instance="x"), 0.0, 0.1, 5.0) == {
         "leaving": False,
         "seconds_left": None,
     }

@@ -17,21 +17,39 @@ from N(0, r^-1/2), so an entry of ``U* V*^T`` has unit variance, and each rating
 ``(seed, RATINGS_STREAM, b)`` alone (the factors from ``(seed, FACTORS_STREAM)``, shared by every
 block), so which worker generates which block changes nothing. ``holdout`` draws a test set from
 its own stream.
+
+A ratings file as a data source (`faasopt.data.source`): the planner reads it once with
+:func:`scan_ratings` (validated, counted, hashed) into a :class:`RatingsFile`, the wire form; each
+worker re-reads the whole file with :func:`read_ratings_file`, which refuses a file that changed
+since (size, SHA-256, counts), and cuts it with :func:`ratings_blocks`. Local paths only: s3:// and
+http(s):// are not supported yet, and a worker on another machine needs the file at the same path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from faasopt.data.blocks import _count, block_bounds, block_range
 from faasopt.errors import DataError
 
-__all__ = ["Ratings", "SyntheticRatings", "ratings_blocks", "read_ratings"]
+__all__ = [
+    "Ratings",
+    "RatingsFile",
+    "SyntheticRatings",
+    "ratings_blocks",
+    "read_ratings",
+    "read_ratings_file",
+    "scan_ratings",
+]
 
 FACTORS_STREAM = 0x5246_0001
 """Tags in the generators' seeds: keep the factors, blocks and hold-out streams apart, and apart
@@ -97,20 +115,12 @@ def _parse_line(text: str, path: str, line: int) -> tuple[int, int, float]:
     return user, item, value
 
 
-def read_ratings(path: str | Path) -> Ratings:
-    """All ratings of a text file, as block 0 (cut them with :func:`ratings_blocks`).
-
-    Raises
-    ------
-    DataError
-        At ``path:line`` for the first bad line; for a file without ratings.
-    """
-    where = str(path)
+def _parse_ratings(lines: Iterable[str], where: str) -> Ratings:
+    """All ratings of the lines of a text file named ``where``, as block 0."""
     triples = []
-    with open(path, encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            if text.strip() and not text.lstrip().startswith("#"):
-                triples.append(_parse_line(text, where, line))
+    for line, text in enumerate(lines, start=1):
+        if text.strip() and not text.lstrip().startswith("#"):
+            triples.append(_parse_line(text, where, line))
     if not triples:
         raise DataError("expected at least one rating, got none", where)
     users, items, values = (np.array(column) for column in zip(*triples, strict=True))
@@ -122,6 +132,153 @@ def read_ratings(path: str | Path) -> Ratings:
         int(users.max()) + 1,
         int(items.max()) + 1,
     )
+
+
+def read_ratings(path: str | Path) -> Ratings:
+    """All ratings of a text file, as block 0 (cut them with :func:`ratings_blocks`).
+
+    Raises
+    ------
+    DataError
+        At ``path:line`` for the first bad line; for a file without ratings.
+    """
+    with open(path, encoding="utf-8") as f:
+        return _parse_ratings(f, str(path))
+
+
+def _read_bytes(path: str) -> bytes:
+    """The bytes of a local ratings file; a DataError for a remote, missing or unreadable one."""
+    if "://" in path:
+        raise DataError(
+            "expected a local ratings file: s3:// and http(s):// ratings are not supported yet",
+            path,
+        )
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", path) from None
+
+
+def _parse_bytes(data: bytes, where: str) -> Ratings:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"expected UTF-8 text, got a bad byte at offset {exc.start}", where
+        ) from None
+    return _parse_ratings(text.splitlines(), where)
+
+
+@dataclass(frozen=True)
+class RatingsFile:
+    """A ratings file as the planner scanned it: the wire form of a ``ratings`` data source.
+
+    Plain ints and strings (JSON-able). A worker re-reads the whole file (:func:`read_ratings_file`)
+    and checks it is still the file scanned: same size, SHA-256 and counts.
+    """
+
+    uri: str
+    """The file's local path (absolute once planned)."""
+    ratings: int
+    """Ratings in the file (lines with data)."""
+    users: int
+    """The largest user id plus one (ids are 0-based rows of U)."""
+    items: int
+    """The largest item id plus one."""
+    size: int
+    """Bytes of the file when it was scanned."""
+    sha256: str
+    """Of the whole file, as scanned (hex, lower case)."""
+    shuffle_seed: int | None = None
+    """Seed of the shuffle before cutting blocks (:func:`ratings_blocks`); None keeps file order."""
+
+    def __post_init__(self) -> None:
+        for name in ("ratings", "users", "items", "size"):
+            if _count(getattr(self, name), name) < 1:
+                raise DataError(f"expected {name} >= 1, got {getattr(self, name)}", self.uri)
+        if self.shuffle_seed is not None and _count(self.shuffle_seed, "shuffle seed") < 0:
+            raise DataError(f"expected a non-negative shuffle seed, got {self.shuffle_seed}")
+        if not (isinstance(self.sha256, str) and re.fullmatch(r"[0-9a-f]{64}", self.sha256)):
+            raise DataError(f"expected a lower-case hex SHA-256, got {self.sha256!r}", self.uri)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, params: Mapping[str, Any]) -> RatingsFile:
+        return cls(**params)
+
+
+def scan_ratings(
+    path: str | os.PathLike[str], sha256: str | None = None, shuffle_seed: int | None = None
+) -> RatingsFile:
+    """Read and validate a local ratings file once, for the planner: counts, size and SHA-256.
+
+    Parameters
+    ----------
+    path
+        A local path (``file://`` accepted); s3:// and http(s):// are refused (not supported yet).
+    sha256
+        The file's expected SHA-256 (hex, either case), or None not to check it.
+    shuffle_seed
+        Carried into the wire form: see :func:`ratings_blocks`.
+
+    Raises
+    ------
+    DataError
+        At ``path:line`` for the first bad line; without a line for a missing or unreadable
+        file, a remote URI, a checksum mismatch or a file without ratings.
+    """
+    name = os.fspath(path).removeprefix("file://")
+    data = _read_bytes(name)
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256.lower():
+        raise DataError(f"expected SHA-256 {sha256.lower()}, the file has {digest}", name)
+    ratings = _parse_bytes(data, name)
+    return RatingsFile(
+        uri=name,
+        ratings=ratings.size,
+        users=ratings.n_users,
+        items=ratings.n_items,
+        size=len(data),
+        sha256=digest,
+        shuffle_seed=shuffle_seed,
+    )
+
+
+def read_ratings_file(file: RatingsFile) -> Ratings:
+    """All ratings of a scanned file, re-read and checked to be the file the planner scanned.
+
+    Raises
+    ------
+    DataError
+        When the file is gone, unreadable, or changed since it was scanned (size, SHA-256).
+    """
+    data = _read_bytes(file.uri)
+    if len(data) != file.size:
+        raise DataError(
+            f"the file changed since the job was planned: expected {file.size} bytes, got "
+            f"{len(data)}",
+            file.uri,
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != file.sha256:
+        raise DataError(
+            f"the file changed since the job was planned: expected SHA-256 {file.sha256}, got "
+            f"{digest}",
+            file.uri,
+        )
+    ratings = _parse_bytes(data, file.uri)
+    if (ratings.size, ratings.n_users, ratings.n_items) != (file.ratings, file.users, file.items):
+        raise DataError(
+            f"expected {file.ratings} ratings of {file.users} users and {file.items} items, got "
+            f"{ratings.size}, {ratings.n_users} and {ratings.n_items}",
+            file.uri,
+        )
+    return ratings
 
 
 def ratings_blocks(ratings: Ratings, n_blocks: int, seed: int | None = None) -> list[Ratings]:

@@ -1,0 +1,223 @@
+"""Consensus ADMM (seed 001, Algorithms 1 and 2) as a driver and a runner.
+
+The driver keeps every block's variables (:class:`~faasopt.solvers.admm.Consensus`); a worker
+gets its blocks' exact state in ``assign`` and sends back their new x_b each round, from which the
+driver forms the dual steps itself. So any worker can take any block at any round, and the
+iterates do not depend on the placement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from faasopt import protocol as p
+from faasopt.errors import ProtocolError
+from faasopt.scalein import remaining_rounds
+from faasopt.solvers.admm import (
+    Consensus,
+    ConsensusState,
+    RoundRecord,
+    block_step,
+    final_objective,
+    with_tolerance,
+)
+from faasopt.solvers.local import LocalSolverSettings
+from faasopt.solvers.logistic import logistic_loss
+
+if TYPE_CHECKING:
+    from faasopt.data import Block
+    from faasopt.payload import WorkerPayload
+    from faasopt.plan import JobPlan
+
+
+class AdmmDriver:
+    """The coordinator's half: broadcast (k, rho_k, z_k), gather x_b, reduce, z-step."""
+
+    ANSWER = p.Result
+    accepts: ClassVar[set[str]] = {p.Result.KIND, p.Final.KIND}
+
+    hands_back = False
+    """Every block's state is the driver's: an evicted worker leaves at once."""
+
+    def __init__(self, plan: JobPlan) -> None:
+        self.settings = plan.settings
+        self.n_blocks, self.features = plan.n_blocks, plan.features
+        self.consensus = Consensus(plan.settings, plan.n_blocks, plan.features)
+        self.max_message_bytes = 8 * (plan.n_blocks * plan.features + 1024)
+        self._x = self._loss = self._evaluations = self._iterations = np.empty(0)
+
+    @property
+    def iteration(self) -> int:
+        return self.consensus.iteration
+
+    @property
+    def done(self) -> bool:
+        return self.consensus.done
+
+    @property
+    def status(self):
+        return self.consensus.status
+
+    @property
+    def model(self) -> np.ndarray:
+        return self.consensus.z
+
+    @property
+    def rho_changes(self) -> int:
+        return self.consensus.rho_changes
+
+    @property
+    def state(self) -> ConsensusState:
+        """Everything a checkpoint needs."""
+        return self.consensus.state
+
+    def restore(self, records: Sequence[RoundRecord], state: ConsensusState) -> None:
+        self.consensus.restore(list(records), state)
+
+    def broadcast(self) -> p.Iterate:
+        c, nb = self.consensus, self.n_blocks
+        self._x = np.empty((nb, self.features))
+        self._loss = np.empty(nb)
+        self._evaluations = np.zeros(nb, dtype=int)
+        self._iterations = np.zeros(nb, dtype=int)
+        rho, tolerance = tuple(map(float, c.rho)), tuple(map(float, c.state.tolerance))
+        return p.Iterate(c.iteration, rho, tolerance, c.z)
+
+    def take(self, answer: p.Result) -> None:
+        idx = list(answer.blocks)
+        per_block = (answer.loss_at_z, answer.gradient_evaluations, answer.solver_iterations)
+        if answer.x.shape != (len(idx), self.features) or any(
+            len(values) != len(idx) for values in per_block
+        ):
+            raise ProtocolError("bad-shape", f"x {answer.x.shape} for blocks {idx}")
+        self._x[idx], self._loss[idx] = answer.x, answer.loss_at_z
+        self._evaluations[idx] = answer.gradient_evaluations
+        self._iterations[idx] = answer.solver_iterations
+
+    def reduce(self, seconds: float) -> RoundRecord:
+        return self.consensus.reduce(
+            self._x, self._loss.tolist(), self._evaluations.tolist(), self._iterations.tolist()
+        )
+
+    def assignment(self, worker: str, instance: str, blocks: tuple[int, ...]) -> p.Assign:
+        idx = list(blocks)
+        st = self.consensus.state
+        return p.Assign(
+            worker=worker,
+            instance=instance,
+            iteration=self.consensus.iteration,
+            blocks=blocks,
+            rho_u=tuple(map(float, st.rho_u[idx])),
+            relaxation=self.settings.relaxation,
+            state=np.vstack([st.x[idx], st.u[idx], st.z_u[None]]),
+            **asdict(self.settings.local),
+        )
+
+    def finish(self) -> p.Finish:
+        return p.Finish(str(self.consensus.status), self.consensus.z)
+
+    def final_objective(self, losses: Sequence[float]) -> float:
+        return final_objective(list(losses), self.consensus.z, self.settings)
+
+    def remaining_rounds(self) -> float | None:
+        history, s = self.consensus.history, self.settings
+        return remaining_rounds(
+            [r.primal_residual for r in history],
+            [r.dual_residual for r in history],
+            s.primal_tolerance,
+            s.dual_tolerance,
+        )
+
+
+class AdmmRunner:
+    """The worker's half: the x-steps of its blocks (Algorithm 2, lines 5-9)."""
+
+    ASSIGN = p.Assign
+    ROUND = p.Iterate
+
+    def __init__(self, payload: WorkerPayload, data: Mapping[int, Block]) -> None:
+        self.payload = payload
+        self.data = data
+        features = next(iter(data.values())).A.shape[1]
+        # an assign is the largest: every block of the job may end up here (scale-in)
+        self.max_message_bytes = 8 * ((2 * payload.n_blocks + 1) * features + 1024)
+        self._held: tuple[int, ...] = ()
+        self.x = self.u = self.rho_u = self.z_u = None
+        self.relaxation = 1.0
+        self.settings = LocalSolverSettings()
+
+    @property
+    def ready(self) -> bool:
+        return self.x is not None
+
+    @property
+    def held(self) -> tuple[int, ...]:
+        return self._held
+
+    def take(self, message: p.Assign) -> None:
+        nb = len(message.blocks)
+        given = {
+            b: (message.state[i], message.state[nb + i], message.rho_u[i])
+            for i, b in enumerate(message.blocks)
+        }
+        kept = {
+            b: (self.x[i], self.u[i], self.rho_u[i])
+            for i, b in enumerate(self._held)
+            if b not in given
+        }
+        merged = {**kept, **given}
+        self._held = tuple(sorted(merged))
+        self.x = np.array([merged[b][0] for b in self._held])
+        self.u = np.array([merged[b][1] for b in self._held])
+        self.rho_u = np.array([merged[b][2] for b in self._held])
+        self.z_u = np.array(message.state[2 * nb])
+        self.relaxation = message.relaxation
+        self.settings = LocalSolverSettings(
+            **{f.name: getattr(message, f.name) for f in dataclasses.fields(LocalSolverSettings)}
+        )
+
+    def valid(self, message: p.Iterate) -> bool:
+        return len(message.rho) == self.payload.n_blocks
+
+    def step(self, message: p.Iterate) -> dict[str, Any]:
+        """Each held block's x-step with its penalty and gradient tolerance from the broadcast."""
+        rho = np.array([message.rho[b] for b in self._held])
+        updates = [
+            block_step(
+                self.data[block].A,
+                self.data[block].y,
+                self.x[i],
+                self.u[i],
+                message.z,
+                self.z_u,
+                float(rho[i]),
+                float(self.rho_u[i]),
+                self.relaxation,
+                with_tolerance(self.settings, message.gradient_tolerance[block]),
+            )
+            for i, block in enumerate(self._held)
+        ]
+        self.x = np.stack([up.x for up in updates])
+        self.u = np.stack([up.u for up in updates])
+        self.rho_u = rho
+        self.z_u = message.z
+        return {
+            "worker": self.payload.worker,
+            "iteration": message.iteration,
+            "blocks": self._held,
+            "loss_at_z": tuple(up.loss_at_z for up in updates),
+            "gradient_evaluations": tuple(up.gradient_evaluations for up in updates),
+            "solver_iterations": tuple(up.solver_iterations for up in updates),
+            "x": self.x,
+        }
+
+    def answer(self, fields: dict[str, Any], leaving: bool, **timing: Any) -> p.Result:
+        return p.Result(**fields, leaving=leaving, **timing)
+
+    def final_losses(self, model: np.ndarray) -> tuple[float, ...]:
+        return tuple(logistic_loss(self.data[b].A, self.data[b].y, model) for b in self._held)

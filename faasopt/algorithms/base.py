@@ -1,0 +1,107 @@
+"""What the coordinator and the worker need of an algorithm's two halves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from faasopt import protocol as p
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One finished round of an algorithm other than ADMM (ADMM's is its ``RoundRecord``)."""
+
+    iteration: int
+    objective: float
+    """What the algorithm tracks per round: the mean minibatch loss (SGD), the inertia at the
+    broadcast centroids (k-means)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """The algorithm's own figures of the round, camelCase, as the report's trace shows them."""
+
+
+class Driver(Protocol):
+    """The coordinator's half of an algorithm (see :mod:`faasopt.algorithms`)."""
+
+    ANSWER: ClassVar[type]
+    """The message kind a worker answers a round with."""
+    accepts: set[str]
+    """Kinds the coordinator's decoder takes from workers (besides hello and heartbeat)."""
+    max_message_bytes: int
+
+    @property
+    def iteration(self) -> int:
+        """The round under way (counted from 0 over every phase)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def status(self) -> Any:
+        """Why the run ended (a StrEnum), or None while it runs."""
+
+    @property
+    def model(self) -> np.ndarray:
+        """The solution so far: z (ADMM), x (SGD), the centroids (k-means)."""
+
+    def broadcast(self) -> p.Message:
+        """This round's message to every worker; starts collecting answers. A driver whose blocks
+        keep state on their workers (``hands_back``) takes ``leave``: the workers to answer with
+        their blocks' states and leave (evicted)."""
+
+    @property
+    def hands_back(self) -> bool:
+        """Whether a worker's blocks keep state on it that it must hand back before leaving."""
+
+    def take(self, answer: Any) -> None:
+        """Keep a worker's answer for its blocks; raises ProtocolError for a malformed one."""
+
+    def reduce(self, seconds: float) -> Any | None:
+        """Finish the round from every block's answer (in block order); returns its record, or
+        None for a round the trace does not list (k-means++ seeding)."""
+
+    def assignment(self, worker: str, instance: str, blocks: tuple[int, ...]) -> p.Message:
+        """The exact state of ``blocks`` for a worker that takes them over."""
+
+    def finish(self) -> p.Finish:
+        """The message that ends the run: workers evaluate their losses at the final model."""
+
+    def final_objective(self, losses: Sequence[float]) -> float:
+        """The objective at the final model from every block's loss, in block order."""
+
+    def remaining_rounds(self) -> float | None:
+        """Rounds still to go, projected (the budget guard's input); None: unknown."""
+
+
+class Runner(Protocol):
+    """The worker's half of an algorithm (see :mod:`faasopt.algorithms`)."""
+
+    ASSIGN: ClassVar[type]
+    ROUND: ClassVar[type]
+    max_message_bytes: int
+
+    @property
+    def ready(self) -> bool:
+        """Whether it holds the state of its blocks (its first assignment came)."""
+
+    @property
+    def held(self) -> tuple[int, ...]:
+        """The blocks it holds, ascending."""
+
+    def take(self, assignment: Any) -> None:
+        """Take the state of the assigned blocks (their data is loaded); keep the others."""
+
+    def valid(self, message: Any) -> bool:
+        """Whether a round's broadcast fits this job (shapes); a bad one is dropped."""
+
+    def step(self, message: Any) -> dict[str, Any]:
+        """This worker's blocks' part of the round: the answer's fields but the timings."""
+
+    def answer(self, fields: dict[str, Any], leaving: bool, **timing: Any) -> p.Message:
+        """The answer to send; a worker that leaves adds its blocks' states when they have one."""
+
+    def final_losses(self, model: np.ndarray) -> tuple[float, ...]:
+        """Each held block's loss at the final model, in the order of ``held``."""

@@ -1,0 +1,208 @@
+"""k-means (LambdaML's KM, seed 003) as a driver and a runner: k-means++ then Lloyd.
+
+The first k rounds seed the centroids by k-means++ over the blocks (``seed`` rounds: each block
+sends one candidate row and its D² weight, the driver draws one); then Lloyd's rounds (``lloyd``:
+each block sends its per-centroid sums and counts and its inertia, the driver takes the means).
+Blocks keep nothing between rounds: any worker can take any block at any round. The trace lists
+the Lloyd rounds, with the inertia at the broadcast centroids as their objective.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from faasopt import protocol as p
+from faasopt.algorithms.base import StepRecord
+from faasopt.errors import ProtocolError
+from faasopt.solvers.kmeans import (
+    CandidateMessage,
+    ClusterStats,
+    Criterion,
+    KMeansSettings,
+    Lloyd,
+    candidate_block_step,
+    choose_center,
+    cluster_stats,
+)
+
+if TYPE_CHECKING:
+    from faasopt.payload import WorkerPayload
+    from faasopt.plan import JobPlan
+
+SEED, LLOYD = "seed", "lloyd"
+
+
+def settings_to_wire(settings: KMeansSettings) -> dict[str, Any]:
+    return {
+        "k": settings.k,
+        "max_iterations": settings.max_iterations,
+        "tolerance": settings.tolerance,
+        "criterion": str(settings.criterion),
+        "seed": settings.seed,
+    }
+
+
+def settings_from_wire(wire: Mapping[str, Any]) -> KMeansSettings:
+    return KMeansSettings(**{**wire, "criterion": Criterion(wire["criterion"])})
+
+
+class KMeansDriver:
+    """k seeding rounds, then Lloyd's rounds until the centroids (or the inertia) settle."""
+
+    ANSWER = p.Answer
+    accepts: ClassVar[set[str]] = {p.Answer.KIND, p.Final.KIND}
+
+    hands_back = False
+    """Every block's state is the driver's: an evicted worker leaves at once."""
+
+    def __init__(self, plan: JobPlan) -> None:
+        self.settings: KMeansSettings = plan.settings
+        self.n_blocks, self.features = plan.n_blocks, plan.features
+        k, d = self.settings.k, self.features
+        self.max_message_bytes = 8 * (plan.n_blocks * (k * d + k + d + 2) + 1024)
+        self.centers = np.zeros((0, d))
+        self.lloyd: Lloyd | None = None
+        self.round = 0
+        self._answers: dict[int, tuple[tuple[float, ...], np.ndarray]] = {}
+
+    @property
+    def iteration(self) -> int:
+        return self.round
+
+    @property
+    def done(self) -> bool:
+        return self.lloyd is not None and self.lloyd.done
+
+    @property
+    def status(self):
+        return self.lloyd.status if self.lloyd is not None else None
+
+    @property
+    def model(self) -> np.ndarray:
+        return self.lloyd.centroids if self.lloyd is not None else self.centers
+
+    def broadcast(self) -> p.Round:
+        self._answers = {}
+        return p.Round(self.round, LLOYD if self.lloyd else SEED, self.model)
+
+    def take(self, answer: p.Answer) -> None:
+        k, d = self.settings.k, self.features
+        seeding = self.lloyd is None
+        width = 2 if seeding else 1
+        if answer.width != width:
+            raise ProtocolError("bad-shape", f"{answer.width} numbers a block, expected {width}")
+        for i, (block, values) in enumerate(zip(answer.blocks, answer.parts(), strict=True)):
+            scalars = answer.scalars[i * width : (i + 1) * width]
+            expected = (d if scalars[1] else 0) if seeding else k * d + k
+            if values.size != expected or (not seeding and np.any(values[k * d :] < 0)):
+                raise ProtocolError("bad-shape", f"{values.size} numbers for block {block}")
+            self._answers[block] = (scalars, values)
+
+    def reduce(self, seconds: float) -> StepRecord | None:
+        if sorted(self._answers) != list(range(self.n_blocks)):
+            raise ProtocolError("missing", f"answers for blocks {sorted(self._answers)}")
+        k, d = self.settings.k, self.features
+        answers = [self._answers[b] for b in range(self.n_blocks)]
+        self.round += 1
+        if self.lloyd is None:
+            messages = [
+                CandidateMessage(b, s[0], v if s[1] else None) for b, (s, v) in enumerate(answers)
+            ]
+            chosen = choose_center(messages, self.settings.seed, len(self.centers))
+            self.centers = np.vstack([self.centers, chosen])
+            if len(self.centers) == k:
+                self.lloyd = Lloyd(self.settings, self.centers)
+            return None
+        stats = [
+            ClusterStats(b, v[: k * d].reshape(k, d), v[k * d :].astype(np.int64), s[0])
+            for b, (s, v) in enumerate(answers)
+        ]
+        r = self.lloyd.reduce(stats)
+        details = {"lloydIteration": r.iteration, "change": r.change}
+        details["emptyClusters"] = r.empty_clusters
+        return StepRecord(self.round - 1, r.inertia, details)
+
+    def assignment(self, worker: str, instance: str, blocks: tuple[int, ...]) -> p.Handover:
+        sizes = (0,) * len(blocks)
+        return p.Handover(worker, blocks, sizes, np.empty(0), instance, self.round)
+
+    def finish(self) -> p.Finish:
+        return p.Finish(str(self.status), self.model)
+
+    def final_objective(self, losses: Sequence[float]) -> float:
+        """The inertia at the final centroids (as scikit-learn reports it)."""
+        return math.fsum(losses)
+
+    def remaining_rounds(self) -> float | None:
+        return None
+
+
+class KMeansRunner:
+    """A worker's blocks' k-means++ candidates and Lloyd statistics."""
+
+    ASSIGN = p.Handover
+    ROUND = p.Round
+
+    def __init__(self, payload: WorkerPayload, data: Mapping[int, Any], wire: Mapping[str, Any]):
+        self.payload = payload
+        self.data = data
+        self.settings = settings_from_wire(wire["settings"])
+        self.features = next(iter(data.values())).A.shape[1]
+        self.max_message_bytes = 8 * (self.settings.k * self.features + 1024)
+        self._held: tuple[int, ...] = ()
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def held(self) -> tuple[int, ...]:
+        return self._held
+
+    def take(self, message: p.Handover) -> None:
+        self._held = tuple(sorted({*self._held, *message.blocks}))
+        self._ready = True
+
+    def valid(self, message: p.Round) -> bool:
+        m = message.model
+        rows = self.settings.k if message.phase == LLOYD else m.shape[0]
+        return (
+            message.phase in (SEED, LLOYD)
+            and m.ndim == 2
+            and m.shape == (rows, self.features)
+            and rows <= self.settings.k
+        )
+
+    def step(self, message: p.Round) -> dict[str, Any]:
+        scalars: list[float] = []
+        parts: list[np.ndarray] = []
+        for block in self._held:
+            A = self.data[block].A
+            if message.phase == SEED:
+                c = candidate_block_step(A, message.model, self.settings.seed, block)
+                scalars += [c.weight, float(c.candidate is not None)]
+                parts.append(c.candidate if c.candidate is not None else np.empty(0))
+            else:
+                s = cluster_stats(A, message.model, block)
+                scalars.append(s.inertia)
+                parts.append(np.concatenate([s.sums.ravel(), s.counts.astype(np.float64)]))
+        return {
+            "worker": self.payload.worker,
+            "iteration": message.iteration,
+            "blocks": self._held,
+            "width": 2 if message.phase == SEED else 1,
+            "scalars": tuple(scalars),
+            "sizes": tuple(v.size for v in parts),
+            "values": np.concatenate(parts) if parts else np.empty(0),
+        }
+
+    def answer(self, fields: dict[str, Any], leaving: bool, **timing: Any) -> p.Answer:
+        return p.Answer(**fields, leaving=leaving, **timing)
+
+    def final_losses(self, model: np.ndarray) -> tuple[float, ...]:
+        return tuple(cluster_stats(self.data[b].A, model, b).inertia for b in self._held)

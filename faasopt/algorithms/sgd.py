@@ -1,0 +1,374 @@
+"""GA-SGD and MA-SGD (seed 003; MA with MLLess's ISP filter, seed 002) as a driver and a runner.
+
+GA-SGD: the driver holds x and the optimizer; each round every block sends its minibatch's summed
+loss and gradient, and the driver steps (``faasopt.solvers.sgd.GradientAveraging``). Blocks keep
+nothing, so any worker can take any block at any round.
+
+MA-SGD: each block keeps its optimizer state and its ISP accumulator (a ``BlockState``); each round
+it steps from its replica and sends the significant part of its contribution, sparse (indices then
+values, both float64: 16 bytes an entry) or dense when that is smaller. The state lives with the
+block's worker. It moves exactly when a worker leaves before its time limit (its last answer
+carries it); a block whose worker dies restarts from a fresh state, losing its unsent (each
+insignificant) updates and its optimizer's moments. When the stop rules end the run, one more
+round (``flush``) collects every block's unsent updates, so the final model holds every update
+ever made and no replica (docs/algorithms.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from faasopt import protocol as p
+from faasopt.algorithms.base import StepRecord
+from faasopt.data.blocks import block_bounds
+from faasopt.errors import ProtocolError
+from faasopt.solvers.pmf import PmfProblem
+from faasopt.solvers.sgd import (
+    BlockState,
+    GradientAveraging,
+    GradientMessage,
+    LogisticProblem,
+    Method,
+    ModelAveraging,
+    ModelMessage,
+    OptimizerSettings,
+    OptimizerState,
+    RateSchedule,
+    SgdRecord,
+    SgdSettings,
+    StopRule,
+    Variant,
+    gradient_block_step,
+    initial_block_state,
+    model_block_step,
+)
+from faasopt.solvers.significance import SparseUpdate, apply_updates, flush
+
+if TYPE_CHECKING:
+    from faasopt.payload import WorkerPayload
+    from faasopt.plan import JobPlan
+
+STEP, FLUSH = "step", "flush"
+"""The phases of an SGD round: a step, and the last collection of unsent updates (MA)."""
+
+
+# --- wire forms ------------------------------------------------------------------------------
+
+
+def settings_to_wire(settings: SgdSettings) -> dict[str, Any]:
+    """``settings`` as JSON-able data (enums as their values)."""
+    return json_ready(dataclasses.asdict(settings))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    return str(value) if isinstance(value, (Variant, Method, RateSchedule)) else value
+
+
+def settings_from_wire(wire: Mapping[str, Any]) -> SgdSettings:
+    optimizer = dict(wire["optimizer"])
+    optimizer["method"] = Method(optimizer["method"])
+    optimizer["schedule"] = RateSchedule(optimizer["schedule"])
+    return SgdSettings(
+        **{
+            **wire,
+            "variant": Variant(wire["variant"]),
+            "optimizer": OptimizerSettings(**optimizer),
+            "stop": StopRule(**wire["stop"]),
+        }
+    )
+
+
+def problem_from_wire(wire: Mapping[str, Any]) -> LogisticProblem | PmfProblem:
+    """The SGD problem: ``{"logistic": {n_params, n_rows, l1, l2}}`` or ``{"pmf": {...}}`` (the
+    fields of :class:`PmfProblem`)."""
+    ((kind, fields),) = wire.items()
+    if kind == "logistic":
+        return LogisticProblem(**fields)
+    if kind == "pmf":
+        return PmfProblem(**fields)
+    raise ValueError(f"unknown SGD problem {kind!r}")
+
+
+def problem_to_wire(problem: LogisticProblem | PmfProblem) -> dict[str, Any]:
+    kind = "pmf" if isinstance(problem, PmfProblem) else "logistic"
+    return {kind: dataclasses.asdict(problem)}
+
+
+def pack_state(state: BlockState) -> np.ndarray:
+    """A block's MA state as one vector: [t, m, v, accumulator]."""
+    o = state.optimizer
+    return np.concatenate([[float(o.t)], o.m, o.v, state.accumulator])
+
+
+def unpack_state(packed: np.ndarray, settings: SgdSettings, n_params: int) -> BlockState:
+    """The inverse of :func:`pack_state` (sizes from the optimizer's method)."""
+    empty = initial_block_state(settings, n_params).optimizer
+    m_end = 1 + empty.m.size
+    v_end = m_end + empty.v.size
+    if packed.size != v_end + n_params or packed[0] != int(packed[0]) or packed[0] < 0:
+        raise ProtocolError("bad-shape", f"block state of {packed.size} numbers")
+    optimizer = OptimizerState(
+        t=int(packed[0]), m=packed[1:m_end].copy(), v=packed[m_end:v_end].copy()
+    )
+    return BlockState(optimizer=optimizer, accumulator=packed[v_end:].copy())
+
+
+def encode_update(update: SparseUpdate) -> tuple[float, np.ndarray]:
+    """(sparse flag, values): indices then values, or the dense vector when that is smaller."""
+    if 2 * update.indices.size < update.size:
+        return 1.0, np.concatenate([update.indices.astype(np.float64), update.values])
+    dense = np.zeros(update.size)
+    dense[update.indices] = update.values
+    return 0.0, dense
+
+
+def decode_update(sparse: float, values: np.ndarray, size: int) -> SparseUpdate:
+    """The inverse of :func:`encode_update`; raises ProtocolError for a malformed one."""
+    try:
+        if sparse:
+            n = values.size // 2
+            if values.size % 2 or not np.array_equal(values[:n], np.round(values[:n])):
+                raise ValueError("indices must be integers")
+            return SparseUpdate(values[:n].astype(_index_type(size)), values[n:].copy(), size)
+        if values.size != size:
+            raise ValueError(f"dense update of {values.size} entries, model of {size}")
+        sent = np.flatnonzero(values).astype(_index_type(size))  # a sent entry is never 0
+        return SparseUpdate(sent, values[sent], size)
+    except ValueError as exc:
+        raise ProtocolError("bad-update", str(exc)[:120]) from None
+
+
+def _index_type(size: int) -> type:
+    """The indices' type as the filter makes them, so that ``SparseUpdate.nbytes`` counts the
+    same bytes (4 an index) here as in the in-process reference."""
+    return np.int32 if size < 2**31 else np.int64
+
+
+# --- the coordinator's half ------------------------------------------------------------------
+
+
+class SgdDriver:
+    """Synchronous minibatch SGD rounds, reduced in block order (GA or MA)."""
+
+    @property
+    def hands_back(self) -> bool:
+        """Whether a worker must hand its blocks' states back before it leaves (MA)."""
+        return self.averaging_models
+
+    ANSWER = p.Answer
+    accepts: ClassVar[set[str]] = {p.Answer.KIND, p.Final.KIND}
+
+    def __init__(self, plan: JobPlan) -> None:
+        self.settings: SgdSettings = plan.settings
+        self.problem = problem_from_wire(plan.problem)
+        self.n_blocks = plan.n_blocks
+        d = self.problem.n_params
+        rows = np.diff(block_bounds(plan.rows, plan.n_blocks)).tolist()
+        if self.settings.variant is Variant.GRADIENT_AVERAGING:
+            self.core: GradientAveraging | ModelAveraging = GradientAveraging(
+                self.problem, self.settings, rows
+            )
+        else:
+            self.core = ModelAveraging(self.problem, self.settings, rows)
+        state_size = pack_state(initial_block_state(self.settings, d)).size
+        self.max_message_bytes = 8 * (plan.n_blocks * (2 * d + state_size) + 1024)
+        self.states: dict[int, np.ndarray] = {}
+        """Blocks' MA states handed back by a leaving worker, for their next holder (taken by
+        :meth:`assignment`; a block cannot step again before it is assigned)."""
+        self._flushed = False
+        self._answers: dict[int, tuple[tuple[float, ...], np.ndarray]] = {}
+
+    @property
+    def averaging_models(self) -> bool:
+        return self.settings.variant is Variant.MODEL_AVERAGING
+
+    @property
+    def iteration(self) -> int:
+        return self.core.round
+
+    @property
+    def done(self) -> bool:
+        return self.core.done and (self._flushed or not self.averaging_models)
+
+    @property
+    def status(self):
+        return self.core.status
+
+    @property
+    def model(self) -> np.ndarray:
+        return self.core.x
+
+    @property
+    def history(self) -> list[SgdRecord]:
+        return self.core.history
+
+    def broadcast(self, leave: tuple[str, ...] = ()) -> p.Round:
+        self._answers = {}
+        phase = FLUSH if self.core.done else STEP
+        return p.Round(self.core.round, phase, self.core.x, leave)
+
+    def take(self, answer: p.Answer) -> None:
+        width = 4 if self.averaging_models else 2
+        if answer.width != width:
+            raise ProtocolError("bad-shape", f"{answer.width} numbers a block, expected {width}")
+        d = self.problem.n_params
+        parts = answer.parts()
+        for i, block in enumerate(answer.blocks):
+            scalars = answer.scalars[i * width : (i + 1) * width]
+            if not self.averaging_models and parts[i].size != d:
+                raise ProtocolError("bad-shape", f"gradient of {parts[i].size} for {d} features")
+            self._answers[block] = (scalars, parts[i])
+        for block, state in zip(answer.blocks, answer.states(), strict=False):
+            unpack_state(state, self.settings, d)  # refuse a malformed state now
+            self.states[block] = state
+
+    def reduce(self, seconds: float) -> StepRecord | None:
+        if sorted(self._answers) != list(range(self.n_blocks)):
+            raise ProtocolError("missing", f"answers for blocks {sorted(self._answers)}")
+        d = self.problem.n_params
+        answers = [self._answers[b] for b in range(self.n_blocks)]
+        wire = sum(8 * values.size for _, values in answers)
+        if self.core.done:  # the flush round: every block's unsent updates, then stop
+            updates = [decode_update(s[3], v, d) for s, v in answers]
+            self.core.x = apply_updates(self.core.x, updates)
+            self._flushed = True
+            return None
+        if self.averaging_models:
+            messages = [
+                ModelMessage(b, s[0], int(s[1]), decode_update(s[3], v, d), s[2])
+                for b, (s, v) in enumerate(answers)
+            ]
+        else:
+            messages = [GradientMessage(b, s[0], int(s[1]), v) for b, (s, v) in enumerate(answers)]
+        r = self.core.reduce(messages, seconds)
+        details = {
+            "epochs": r.epochs,
+            "learningRate": r.learning_rate,
+            "entriesSent": r.entries_sent,
+            "bytesSent": r.bytes_sent,
+            "denseBytes": r.dense_bytes,
+            "wireBytes": wire,
+        }
+        return StepRecord(r.round, r.loss, details)
+
+    def assignment(self, worker: str, instance: str, blocks: tuple[int, ...]) -> p.Handover:
+        states = [self.states.pop(b, np.empty(0)) for b in blocks]
+        return p.Handover(
+            worker=worker,
+            blocks=blocks,
+            sizes=tuple(s.size for s in states),
+            values=np.concatenate(states) if states else np.empty(0),
+            instance=instance,
+            iteration=self.core.round,
+        )
+
+    def finish(self) -> p.Finish:
+        return p.Finish(str(self.core.status), self.core.x)
+
+    def final_objective(self, losses: Sequence[float]) -> float:
+        x, pr = self.core.x, self.problem
+        return math.fsum(losses) + pr.l1 * float(np.abs(x).sum()) + 0.5 * pr.l2 * float(x @ x)
+
+    def remaining_rounds(self) -> float | None:
+        return None
+
+
+# --- the worker's half -----------------------------------------------------------------------
+
+
+class SgdRunner:
+    """A worker's blocks' minibatch steps (GA: gradients; MA: local steps and ISP)."""
+
+    ASSIGN = p.Handover
+    ROUND = p.Round
+
+    def __init__(self, payload: WorkerPayload, data: Mapping[int, Any], wire: Mapping[str, Any]):
+        self.payload = payload
+        self.data = data
+        self.settings = settings_from_wire(wire["settings"])
+        self.problem = problem_from_wire(wire["problem"])
+        d = self.problem.n_params
+        state_size = pack_state(initial_block_state(self.settings, d)).size
+        self.max_message_bytes = 8 * (payload.n_blocks * state_size + d + 1024)
+        self.states: dict[int, BlockState] = {}
+        self._ready = False
+
+    @property
+    def averaging_models(self) -> bool:
+        return self.settings.variant is Variant.MODEL_AVERAGING
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def held(self) -> tuple[int, ...]:
+        return tuple(sorted(self.states))
+
+    def take(self, message: p.Handover) -> None:
+        d = self.problem.n_params
+        for block, packed in zip(message.blocks, message.parts(), strict=True):
+            self.states[block] = (
+                unpack_state(packed, self.settings, d)
+                if packed.size
+                else initial_block_state(self.settings, d)
+            )
+        self._ready = True
+
+    def valid(self, message: p.Round) -> bool:
+        return message.phase in (STEP, FLUSH) and message.model.shape == (self.problem.n_params,)
+
+    def step(self, message: p.Round) -> dict[str, Any]:
+        scalars: list[float] = []
+        parts: list[np.ndarray] = []
+        for block in self.held:
+            numbers, values = self._block(block, message)
+            scalars.extend(numbers)
+            parts.append(values)
+        return {
+            "worker": self.payload.worker,
+            "iteration": message.iteration,
+            "blocks": self.held,
+            "width": 4 if self.averaging_models else 2,
+            "scalars": tuple(scalars),
+            "sizes": tuple(v.size for v in parts),
+            "values": np.concatenate(parts) if parts else np.empty(0),
+        }
+
+    def _block(self, block: int, message: p.Round) -> tuple[tuple[float, ...], np.ndarray]:
+        s, data, k = self.settings, self.data[block], message.iteration
+        if not self.averaging_models:
+            g = gradient_block_step(self.problem, data, block, message.model, k, s)
+            return (g.loss, float(g.rows)), g.gradient
+        if message.phase == FLUSH:
+            state = self.states[block]
+            sparse, values = encode_update(flush(state.accumulator))
+            empty = np.zeros_like(state.accumulator)
+            self.states[block] = dataclasses.replace(state, accumulator=empty)
+            return (0.0, 0.0, 0.0, sparse), values
+        m, self.states[block] = model_block_step(
+            self.problem, data, block, message.model, self.states[block], k, s,
+            self.payload.n_blocks,
+        )  # fmt: skip
+        sparse, values = encode_update(m.update)
+        return (m.loss, float(m.rows), m.learning_rate, sparse), values
+
+    def answer(self, fields: dict[str, Any], leaving: bool, **timing: Any) -> p.Answer:
+        if leaving and self.averaging_models:  # the states go with the last answer
+            states = [pack_state(self.states[b]) for b in fields["blocks"]]
+            fields = {
+                **fields,
+                "values": np.concatenate([fields["values"], *states]),
+                "state_sizes": tuple(s.size for s in states),
+            }
+        return p.Answer(**fields, leaving=leaving, **timing)
+
+    def final_losses(self, model: np.ndarray) -> tuple[float, ...]:
+        return tuple(self.problem.loss(self.data[b], model) for b in self.held)

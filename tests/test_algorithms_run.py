@@ -1,0 +1,200 @@
+"""GA-SGD, MA-SGD (with ISP), PMF and k-means through a real nats-server and real worker
+processes, checked against the in-process references and scikit-learn (issue #10)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import kill_workers, liblinear, merge, objective
+
+import faasopt
+from faasopt.data import load_blocks
+from faasopt.data.source import holdout_ratings
+from faasopt.plan import plan_job
+from faasopt.solvers.kmeans import kmeans_plus_plus, reference_kmeans
+from faasopt.solvers.pmf import PmfProblem, rmse
+from faasopt.solvers.sgd import reference_sgd
+from faasopt.spec import TrainingJob
+
+SYN = {"samples": 3000, "features": 120, "density": 0.05, "seed": 21}
+GA = {
+    "variant": "gradientAveraging",
+    "optimizer": {"method": "adam", "learningRate": 0.05, "schedule": "inverseSqrt",
+                  "decayEvery": 12},
+    "batchSize": 64,
+    "stop": {"maxEpochs": 20.0},
+}  # fmt: skip
+MA = {
+    "variant": "modelAveraging",
+    "optimizer": {"method": "adam", "learningRate": 0.05, "schedule": "inverseSqrt",
+                  "decayEvery": 12},
+    "batchSize": 64,
+    "syncEvery": 2,
+    "stop": {"maxEpochs": 20.0},
+}  # fmt: skip
+BLOBS = {"samples": 2400, "features": 5, "centers": 6, "spread": 1.5, "seed": 4}
+
+
+def _sgd_patch(sgd: dict, **workers) -> dict:
+    workers = {"count": 2, "blocks": 4, **workers}
+    return {
+        "spec": {
+            "problem": {"data": {"synthetic": SYN}},
+            "algorithm": {"sgd": sgd},
+            "workers": workers,
+        }
+    }
+
+
+def _sgd_job(manifest, sgd: dict, **workers) -> TrainingJob:
+    return TrainingJob.from_yaml(manifest(_sgd_patch(sgd, **workers)))
+
+
+def _reference(job: TrainingJob):
+    plan = plan_job(job)
+    blocks = load_blocks(plan.source, range(plan.n_blocks), plan.n_blocks)
+    from faasopt.algorithms.sgd import problem_from_wire
+
+    problem = problem_from_wire(plan.problem)
+    return reference_sgd(problem, blocks, plan.settings), blocks
+
+
+def _losses(result) -> list[float]:
+    return [entry["objective"] for entry in result.report["trace"]]
+
+
+@pytest.mark.parametrize("sgd", [GA, MA], ids=["GA-SGD", "MA-SGD"])
+def test_sgd_equals_its_reference_and_reaches_liblinear_within_1_percent(manifest, sgd):
+    job = _sgd_job(manifest, sgd)
+    result = faasopt.run(job, quiet_workers=True)
+    reference, blocks = _reference(job)
+    assert result.report["algorithm"] == "sgd"
+    assert result.report["status"] == "maxEpochs"
+    assert _losses(result) == [r.loss for r in reference.history]  # step by step, bit for bit
+    np.testing.assert_array_equal(result.solution, reference.x)
+    assert result.objective == pytest.approx(reference.objective, rel=1e-12)
+    A = sp.vstack([b.A for b in blocks]).tocsr()
+    y = np.concatenate([b.y for b in blocks])
+    best = objective(A, y, liblinear(A, y, 1.0), 1.0)
+    assert best <= result.objective <= 1.01 * best
+    trace = result.report["trace"]
+    assert trace[-1]["epochs"] == pytest.approx(20.0)
+    assert all(len(e["perWorker"]) == 2 for e in trace)
+
+
+def test_isp_at_v_0_is_bsp_and_at_v_0_7_sends_fewer_bytes_to_the_threshold(manifest):
+    runs, references = {}, {}
+    for v in (0.0, 0.7):
+        sgd = {**MA, "significance": v, "stop": {"lossThreshold": 0.45, "maxEpochs": 40.0}}
+        job = _sgd_job(manifest, sgd)
+        runs[v] = faasopt.run(job, quiet_workers=True)
+        references[v], _ = _reference(job)
+    for v, run in runs.items():
+        assert run.report["status"] == "lossThreshold", v
+        assert _losses(run) == [r.loss for r in references[v].history], v
+        np.testing.assert_array_equal(run.solution, references[v].x)
+    isp, bsp = runs[0.7].report, runs[0.0].report
+    assert bsp["entriesSent"] == sum(r.entries_sent for r in references[0.0].history)
+    assert isp["bytesSent"] < 0.5 * bsp["bytesSent"]
+    assert isp["wireBytes"] < bsp["wireBytes"]
+
+
+def test_ga_sgd_survives_a_killed_worker_with_the_same_iterates(manifest):
+    job = _sgd_job(manifest, {**GA, "stop": {"maxEpochs": 6.0}})
+
+    def on_round(report):
+        if report.record.iteration == 20:
+            kill_workers(["w1"])
+
+    killed = faasopt.run(job, quiet_workers=True, on_round=on_round)
+    reference, _ = _reference(job)
+    assert killed.report["replacements"] == 1
+    assert _losses(killed) == [r.loss for r in reference.history]
+    np.testing.assert_array_equal(killed.solution, reference.x)
+
+
+def test_pmf_recovers_a_low_rank_matrix_to_the_noise_level(manifest):
+    ratings = {"users": 60, "items": 50, "rank": 3, "ratings": 4000, "noise": 0.1, "seed": 5,
+               "holdout": 500}  # fmt: skip
+    patch = {
+        "spec": {
+            "problem": {"loss": "pmf", "l1": None, "pmf": {"rank": 3, "regularization": 0.5},
+                        "data": {"synthetic": None, "syntheticRatings": ratings}},
+            "algorithm": {"sgd": {"variant": "gradientAveraging", "batchSize": 100,
+                                  "optimizer": {"method": "nesterov", "learningRate": 0.5},
+                                  "stop": {"maxEpochs": 60.0}}},
+            "workers": {"count": 2, "blocks": 4},
+        }
+    }  # fmt: skip
+    job = TrainingJob.from_yaml(manifest(patch))
+    result = faasopt.run(job, quiet_workers=True)
+    plan = plan_job(job)
+    problem = PmfProblem(**plan.problem["pmf"])
+    test = rmse(problem, result.solution, holdout_ratings(plan.source))
+    assert result.report["testRmse"] == pytest.approx(test, rel=1e-12)
+    assert test < 0.15  # the noise is 0.1; the mean rating alone gives about 1
+
+
+def test_kmeans_equals_its_reference_and_scikit_learn_from_the_same_start(manifest):
+    from sklearn.cluster import KMeans
+
+    patch = {
+        "spec": {
+            "problem": {"loss": "kmeans", "l1": None, "kmeans": {"k": 6},
+                        "data": {"synthetic": None, "blobs": BLOBS}},
+            "algorithm": {"kmeans": {"tolerance": 0.0, "seed": 3}},
+            "workers": {"count": 2, "blocks": 4},
+        }
+    }  # fmt: skip
+    job = TrainingJob.from_yaml(manifest(patch))
+    result = faasopt.run(job, quiet_workers=True)
+    plan = plan_job(job)
+    blocks = [b.A for b in load_blocks(plan.source, range(4), 4)]
+    reference = reference_kmeans(blocks, plan.settings)
+    assert result.report["status"] == "converged" and result.report["converged"]
+    np.testing.assert_array_equal(result.solution, reference.centroids)
+    assert result.objective == pytest.approx(reference.inertia, rel=1e-12)
+    assert [e["objective"] for e in result.report["trace"]] == [
+        r.inertia for r in reference.history
+    ]
+    start = kmeans_plus_plus(blocks, 6, 3)
+    X = np.vstack([np.asarray(b.todense()) if sp.issparse(b) else b for b in blocks])
+    sk = KMeans(6, init=start, n_init=1, algorithm="lloyd", tol=0.0).fit(X)
+    assert result.objective == pytest.approx(sk.inertia_, rel=0.01)
+
+
+def test_ma_sgd_rotation_moves_each_blocks_state_exactly(manifest):
+    """A worker near its time limit hands its blocks' optimizer states and unsent updates over
+    with its last answer: the run is the reference's, bit for bit, through the rotations."""
+    sgd = {**MA, "significance": 0.7, "stop": {"maxEpochs": 3.0}}
+    job = _sgd_job(manifest, sgd, timeLimitSeconds=5.0)
+    result = faasopt.run(job, quiet_workers=True, on_round=lambda report: time.sleep(0.4))
+    reference, _ = _reference(job)
+    assert result.report["rotations"] >= 2 and result.report["replacements"] == 0
+    assert _losses(result) == [r.loss for r in reference.history]
+    np.testing.assert_array_equal(result.solution, reference.x)
+
+
+@pytest.mark.parametrize("sgd", [GA, MA], ids=["GA-SGD", "MA-SGD"])
+def test_scale_in_moves_sgd_blocks_with_their_exact_state(manifest, sgd):
+    """Evicted workers' blocks move to the survivors; under MA each evicted worker first answers
+    one more round with its blocks' optimizer states and unsent updates (``round.v1`` ``leave``):
+    the run is the reference's, bit for bit, on a pool that shrinks."""
+    scale_in = {"policy": "idle", "idleShare": 0.01, "windowRounds": 2, "minWorkers": 2,
+                "intervalSeconds": 0.05, "deltaSeconds": 0.05}  # fmt: skip
+    patch = merge(_sgd_patch({**sgd, "significance": 0.7} if sgd is MA else sgd, count=4),
+                  {"spec": {"scaleIn": scale_in}})  # fmt: skip
+    job = TrainingJob.from_yaml(manifest(patch))
+    result = faasopt.run(job, quiet_workers=True)
+    reference, _ = _reference(job)
+    report = result.report
+    assert report["scaleIn"]["evictions"] >= 1
+    evicted = [c for c in report["coldStarts"] if (c["ended"] or "").startswith("evicted")]
+    assert len(evicted) == report["scaleIn"]["evictions"] and report["replacements"] == 0
+    workers = [len(e["perWorker"]) for e in report["trace"]]
+    assert workers[0] == 4 and workers[-1] == 4 - len(evicted) >= 2
+    assert _losses(result) == [r.loss for r in reference.history]
+    np.testing.assert_array_equal(result.solution, reference.x)
