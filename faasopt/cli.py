@@ -233,6 +233,18 @@ def bench_algorithms(
     raise typer.Exit(_bench_script("algorithms").main(argv))
 
 
+@bench_app.command("seeds")
+def bench_seeds(
+    quick: Annotated[bool, typer.Option(help="Small problems, coarse grids (~1-2 min).")] = False,
+    repeat: Annotated[int, typer.Option(help="Distributed runs per configuration.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="JSON results file.")] = None,
+) -> None:
+    """The seeds' comparisons: ADMM vs MA-SGD vs GA-SGD on logistic regression (LambdaML, Fig. 7),
+    ISP vs BSP on PMF (MLLess, Fig. 4) (bench/seeds_comparison.py)."""
+    argv = ["--quick"] * quick + ["--repeat", str(repeat)] + (["--out", str(out)] if out else [])
+    raise typer.Exit(_bench_script("seeds_comparison").main(argv))
+
+
 @bench_app.command("scaling")
 def bench_scaling(
     quick: Annotated[

@@ -66,8 +66,23 @@ SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
         Spec("faasopt_job_running", "gauge", "1 while the job runs, 0 once it ended."),
-        Spec("faasopt_job_iterations_total", "counter", "ADMM rounds completed."),
-        Spec("faasopt_job_objective", "gauge", "Objective at z_k (the final z once finished)."),
+        Spec("faasopt_job_iterations_total", "counter", "Rounds completed (of any algorithm)."),
+        Spec(
+            "faasopt_job_objective",
+            "gauge",
+            "The round's objective: F(z_k) for ADMM, the minibatch loss for SGD, the inertia for "
+            "k-means; the final objective once finished.",
+        ),
+        Spec(
+            "faasopt_job_model_bytes_total",
+            "counter",
+            "SGD: bytes of the blocks' model updates sent (significance filter applied).",
+        ),
+        Spec(
+            "faasopt_job_model_dense_bytes_total",
+            "counter",
+            "SGD: bytes the same updates would have taken dense (BSP without the filter).",
+        ),
         Spec("faasopt_job_primal_residual", "gauge", "Primal residual r of the last round."),
         Spec("faasopt_job_dual_residual", "gauge", "Dual residual s of the last round."),
         Spec("faasopt_job_workers", "gauge", "Workers active in the last round; 0 once ended."),
@@ -261,6 +276,9 @@ class JobMetrics:
         if hasattr(r, "primal_residual"):  # ADMM's; other algorithms have none
             m["faasopt_job_primal_residual"].set(r.primal_residual)
             m["faasopt_job_dual_residual"].set(r.dual_residual)
+        if "bytesSent" in getattr(r, "details", {}):  # SGD's
+            m["faasopt_job_model_bytes_total"].inc(r.details["bytesSent"])
+            m["faasopt_job_model_dense_bytes_total"].inc(r.details["denseBytes"])
         m["faasopt_job_workers"].set(len(report.timings))
         self._spent(report.dollars)
         for t in report.timings.values():

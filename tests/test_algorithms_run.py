@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import kill_workers, liblinear, merge, objective
+from prometheus_client import CollectorRegistry
 
 import faasopt
 from faasopt.data import load_blocks
@@ -86,11 +87,12 @@ def test_sgd_equals_its_reference_and_reaches_liblinear_within_1_percent(manifes
 
 
 def test_isp_at_v_0_is_bsp_and_at_v_0_7_sends_fewer_bytes_to_the_threshold(manifest):
-    runs, references = {}, {}
+    runs, references, registries = {}, {}, {}
     for v in (0.0, 0.7):
         sgd = {**MA, "significance": v, "stop": {"lossThreshold": 0.45, "maxEpochs": 40.0}}
         job = _sgd_job(manifest, sgd)
-        runs[v] = faasopt.run(job, quiet_workers=True)
+        registries[v] = CollectorRegistry()
+        runs[v] = faasopt.run(job, quiet_workers=True, metrics_registry=registries[v])
         references[v], _ = _reference(job)
     for v, run in runs.items():
         assert run.report["status"] == "lossThreshold", v
@@ -100,6 +102,11 @@ def test_isp_at_v_0_is_bsp_and_at_v_0_7_sends_fewer_bytes_to_the_threshold(manif
     assert bsp["entriesSent"] == sum(r.entries_sent for r in references[0.0].history)
     assert isp["bytesSent"] < 0.5 * bsp["bytesSent"]
     assert isp["wireBytes"] < bsp["wireBytes"]
+    for v, run in runs.items():  # the same bytes in Prometheus, with and without the filter
+        labels = {"namespace": "default", "job": "test", "platform": "local"}
+        sent = registries[v].get_sample_value("faasopt_job_model_bytes_total", labels)
+        dense = registries[v].get_sample_value("faasopt_job_model_dense_bytes_total", labels)
+        assert (sent, dense) == (run.report["bytesSent"], run.report["denseBytes"])
 
 
 def test_ga_sgd_survives_a_killed_worker_with_the_same_iterates(manifest):
@@ -136,6 +143,8 @@ def test_pmf_recovers_a_low_rank_matrix_to_the_noise_level(manifest):
     test = rmse(problem, result.solution, holdout_ratings(plan.source))
     assert result.report["testRmse"] == pytest.approx(test, rel=1e-12)
     assert test < 0.15  # the noise is 0.1; the mean rating alone gives about 1
+    per_round = [e["testRmse"] for e in result.report["trace"]]  # at each round's start
+    assert per_round[0] > 0.9 and per_round[-1] < 0.16 and min(per_round) < 2 * test
 
 
 def test_kmeans_equals_its_reference_and_scikit_learn_from_the_same_start(manifest):

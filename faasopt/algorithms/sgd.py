@@ -26,8 +26,9 @@ import numpy as np
 from faasopt import protocol as p
 from faasopt.algorithms.base import StepRecord
 from faasopt.data.blocks import block_bounds
+from faasopt.data.source import holdout_ratings
 from faasopt.errors import ProtocolError
-from faasopt.solvers.pmf import PmfProblem
+from faasopt.solvers.pmf import PmfProblem, rmse
 from faasopt.solvers.sgd import (
     BlockState,
     GradientAveraging,
@@ -184,6 +185,8 @@ class SgdDriver:
         :meth:`assignment`; a block cannot step again before it is assigned)."""
         self._flushed = False
         self._answers: dict[int, tuple[tuple[float, ...], np.ndarray]] = {}
+        self.holdout = holdout_ratings(plan.source) if "pmf" in plan.problem else None
+        """PMF's held-out ratings, if its data has some: every round reports the test RMSE."""
 
     @property
     def averaging_models(self) -> bool:
@@ -247,6 +250,7 @@ class SgdDriver:
             ]
         else:
             messages = [GradientMessage(b, s[0], int(s[1]), v) for b, (s, v) in enumerate(answers)]
+        previous = self.core.x
         r = self.core.reduce(messages, seconds)
         details = {
             "epochs": r.epochs,
@@ -256,6 +260,8 @@ class SgdDriver:
             "denseBytes": r.dense_bytes,
             "wireBytes": wire,
         }
+        if self.holdout is not None:  # at the model this round's answers started from
+            details["testRmse"] = rmse(self.problem, previous, self.holdout)
         return StepRecord(r.round, r.loss, details)
 
     def assignment(self, worker: str, instance: str, blocks: tuple[int, ...]) -> p.Handover:
