@@ -266,7 +266,8 @@ class Coordinator:
         self._successors: dict[str, WorkerRecord] = {}  # worker -> successor started early
         self._seconds_left: dict[str, float] = {}  # worker -> how long it stays, from its result
         self._leaving: set[str] = set()  # workers whose last result said they leave
-        self._evicting: dict[str, str] = {}  # worker -> why: leaves after handing back (MA)
+        self._evicting: dict[str, str] = {}  # worker -> why: evicted once it hands back (MA)
+        self._retiring: set[str] = set()  # rotated out once it hands back (its successor waits)
         self.speculations = 0
         self.speculation_wins = 0
         self.tracker = scalein.Tracker(plan.scale_in)
@@ -406,6 +407,7 @@ class Coordinator:
         old = self.workers.pop(name)
         old.retire(why)
         self._starting.discard(name)
+        self._retiring.discard(name)
         self.platform.retire(name)
         if name in self._copies:
             del self._copies[name]
@@ -546,7 +548,9 @@ class Coordinator:
         """Between rounds: hand the blocks of workers near their time limit to successors.
 
         A worker whose last result said it leaves is retired, and its successor (started earlier,
-        or now) joins the pool; a successor that is ready takes its predecessor's place at once.
+        or now) joins the pool; a successor that is ready takes its predecessor's place at once,
+        or, when the blocks keep state on their worker (MA-SGD), after one more round in which
+        the predecessor is told to hand it back.
         A worker that stays less than a cold start and two rounds more gets its successor started
         now, so that the cold start overlaps its last rounds. Successors are handed the exact
         state of the blocks, as any admitted worker: the iterates do not change.
@@ -554,8 +558,11 @@ class Coordinator:
         await self._drop_orphans()
         for name in sorted(self.workers):
             successor = self._successors.get(name)
-            if name in self._leaving or (successor and successor.instance is not None):
+            ready = successor is not None and successor.instance is not None
+            if name in self._leaving or (ready and not self.driver.hands_back):
                 await self._rotate_out(name)
+            elif ready:  # it hands its blocks' states back with its next answer, then goes
+                self._retiring.add(name)
             elif successor is None and not self.driver.done and self._due(name):
                 record = self.workers[name]
                 new = self._fresh_name(name, "t")
@@ -580,6 +587,7 @@ class Coordinator:
         old = self.workers.pop(name)
         how = "it left before its time limit" if name in self._leaving else "its time limit nears"
         self._leaving.discard(name)
+        self._retiring.discard(name)
         self._seconds_left.pop(name, None)
         early = self._successors.get(name)
         if early is not None and early.blocks != old.blocks:  # scale-in moved blocks to it
@@ -625,7 +633,8 @@ class Coordinator:
         sent = time.perf_counter()
         self._broadcasts = [*self._broadcasts[-1:], sent]
         evicting = tuple(sorted(set(self._evicting) & set(self.workers)))
-        broadcast = self.driver.broadcast(evicting) if evicting else self.driver.broadcast()
+        leave = tuple(sorted({*evicting, *self._retiring} & set(self.workers)))
+        broadcast = self.driver.broadcast(leave) if leave else self.driver.broadcast()
         await self._publish(self.subjects.ctl, broadcast)
 
         def answer(t: float, msg: p.Message) -> bool:

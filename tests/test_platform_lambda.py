@@ -11,8 +11,10 @@ import logging
 import time
 
 import botocore.session
+import numpy as np
 import pytest
 from botocore.stub import Stubber
+from conftest import BASE_MANIFEST, merge
 from functions_fake import (
     COORDINATOR,
     PLAN,
@@ -24,10 +26,13 @@ from functions_fake import (
     secured_nats,
 )
 
+from faasopt.algorithms.sgd import problem_from_wire
 from faasopt.coordinator import CoordinatorSettings
+from faasopt.data import load_blocks
 from faasopt.errors import PlatformError
 from faasopt.invocation import LEAVE_MARGIN_SECONDS
 from faasopt.payload import WORKER_ENV, WorkerPayload
+from faasopt.plan import plan_job
 from faasopt.platforms.aws_lambda import (
     EVENT_PAYLOAD_LIMIT,
     HANDLER,
@@ -37,6 +42,8 @@ from faasopt.platforms.aws_lambda import (
     LambdaSettings,
     default_function_name,
 )
+from faasopt.solvers.sgd import reference_sgd
+from faasopt.spec import TrainingJob
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/faasopt:0.1.0"
 ROLE = "arn:aws:iam::123456789012:role/faasopt-worker"
@@ -252,7 +259,7 @@ def local_run(secured):
     return local_reference(secured.url)
 
 
-def _run_on_lambda(secured, lifetime, settings=None, on_round=None):
+def _run_on_lambda(secured, lifetime, settings=None, on_round=None, plan=PLAN):
     """The job through LambdaPlatform on a stubbed client whose Event invocations the fake
     runtime runs; returns the outcome and the runtime."""
     client = _client()
@@ -273,7 +280,7 @@ def _run_on_lambda(secured, lifetime, settings=None, on_round=None):
         platform = LambdaPlatform(PLAN.namespace, PLAN.name, lambda_settings, client)
         try:
             outcome = run_job(
-                PLAN,
+                plan,
                 platform,
                 secured.url,
                 coordinator=COORDINATOR,
@@ -334,3 +341,29 @@ def test_workers_near_their_time_limit_rotate_and_the_iterates_do_not_change(sec
     successors = [w for w in outcome.workers if w.rotates and w.cold_start_seconds is not None]
     assert len(successors) >= outcome.rotations
     assert all(w.cold_start_seconds > 0 for w in successors)
+
+
+def test_ma_sgd_with_the_filter_runs_and_rotates_through_the_lambda_handler(secured):
+    """Another algorithm on the same handler: MA-SGD's blocks keep optimizer states and unsent
+    updates on their workers, which hand them over when their time runs out; the run equals the
+    in-process reference bit for bit."""
+    sgd = {
+        "variant": "modelAveraging",
+        "optimizer": {"method": "adam", "learningRate": 0.05},
+        "batchSize": 64,
+        "syncEvery": 2,
+        "significance": 0.7,
+        "stop": {"maxEpochs": 3.0},
+    }
+    patch = {"metadata": {"namespace": "ml"}, "spec": {"algorithm": {"sgd": sgd}}}
+    plan = plan_job(TrainingJob.from_dict(merge(BASE_MANIFEST, patch)))
+    outcome, runtime = _run_on_lambda(
+        secured, lambda n: 4.0, on_round=lambda report: time.sleep(0.25), plan=plan
+    )
+    blocks = load_blocks(plan.source, range(plan.n_blocks), plan.n_blocks)
+    reference = reference_sgd(problem_from_wire(plan.problem), blocks, plan.settings)
+    assert runtime.errors == []
+    assert outcome.error is None and outcome.status.value == "maxEpochs"
+    assert objectives(outcome) == [r.loss for r in reference.history]
+    assert np.array_equal(outcome.z, reference.x)
+    assert outcome.rotations >= plan.workers and outcome.replacements == 0

@@ -38,6 +38,13 @@ def _decode_all(frames, decoder=None):
     return out, decoder
 
 
+def _answer() -> p.Answer:
+    """Two blocks' SGD answer: (loss, rows) each, a 4- and a 2-number part."""
+    return p.Answer(
+        "w0", 3, (1, 2), 2, (0.5, 64.0, 0.25, 64.0), (4, 2), 0.1, 0.01, np.arange(6.0), "9f3c2a"
+    )
+
+
 def test_subjects_are_per_job():
     s = p.Subjects("team-a", "quickstart")
     assert (s.ctl, s.up, s.hb) == (
@@ -65,6 +72,11 @@ def test_subjects_are_per_job():
         p.Assign(
             "w0", (0,), (2.0,), 1.8, "fista", 1e-2, 1e-12, 1, 9, np.zeros((3, 3)), "9f3c2a", 12
         ),
+        p.Round(3, "step", np.linspace(-1, 1, 5)),
+        p.Round(0, "seed", np.zeros((0, 4)), ("w1", "w2")),
+        _answer(),
+        dataclasses.replace(_answer(), values=np.arange(11.0), state_sizes=(2, 3), leaving=True),
+        p.Handover("w0", (0, 3), (0, 2), np.array([1.0, -1.0]), "9f3c2a", 4),
     ],
 )
 def test_every_kind_round_trips_exactly(message):
@@ -157,6 +169,23 @@ def test_bad_frames_are_dropped_and_counted(frame, reason):
     decoder = p.Decoder(JOB, ALL)
     assert decoder.feed(frame) is None
     assert decoder.rejected == {reason: 1}
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"sizes": [2, 3]}, "sizes do not add up to the values"),
+        ({"scalars": [0.5]}, "one scalar for two blocks of width 2"),
+        ({"state_sizes": [1]}, "a state size for one of two blocks"),
+        ({"sizes": [-1, 7]}, "a negative size"),
+    ],
+)
+def test_an_answer_must_add_up(changes, why):
+    (frame,) = p.encode(_answer(), JOB, "w0", 1, 1 << 20)
+    header = json.loads(frame[8 : 8 + struct.unpack_from("<I", frame, 4)[0]])
+    decoder = p.Decoder(JOB, ALL)
+    assert decoder.feed(_frame({**header, **changes}, np.zeros(6).tobytes())) is None, why
+    assert decoder.rejected == {"bad-shape": 1}
 
 
 def test_an_assignment_must_match_its_blocks():

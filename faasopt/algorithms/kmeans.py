@@ -18,6 +18,7 @@ import numpy as np
 from faasopt import protocol as p
 from faasopt.algorithms.base import StepRecord
 from faasopt.errors import ProtocolError
+from faasopt.scalein import rounds_to_tolerance
 from faasopt.solvers.kmeans import (
     CandidateMessage,
     ClusterStats,
@@ -138,7 +139,18 @@ class KMeansDriver:
         return math.fsum(losses)
 
     def remaining_rounds(self) -> float | None:
-        return None
+        """Lloyd's rounds left: projected from the relative change (criterion centroids), at
+        most the iteration budget; None while seeding."""
+        s = self.settings
+        if self.lloyd is None:
+            return None
+        history = self.lloyd.history
+        left = float(s.max_iterations - len(history))
+        if s.criterion is Criterion.CENTROIDS:
+            reach = rounds_to_tolerance([r.change for r in history], s.tolerance)
+            if reach is not None:
+                left = min(left, reach)
+        return left
 
 
 class KMeansRunner:

@@ -28,6 +28,7 @@ from faasopt.algorithms.base import StepRecord
 from faasopt.data.blocks import block_bounds
 from faasopt.data.source import holdout_ratings
 from faasopt.errors import ProtocolError
+from faasopt.scalein import rounds_to_tolerance
 from faasopt.solvers.pmf import PmfProblem, rmse
 from faasopt.solvers.sgd import (
     BlockState,
@@ -283,7 +284,21 @@ class SgdDriver:
         return math.fsum(losses) + pr.l1 * float(np.abs(x).sum()) + 0.5 * pr.l2 * float(x @ x)
 
     def remaining_rounds(self) -> float | None:
-        return None
+        """The rounds left of the epoch budget, or fewer if the loss projects to reach its
+        threshold (and hold it) before."""
+        history, stop = self.core.history, self.settings.stop
+        if not history:
+            return None
+        left = math.inf
+        if stop.max_epochs is not None:
+            per_round = history[-1].epochs / len(history)
+            left = max(stop.max_epochs - history[-1].epochs, 0.0) / per_round
+        if stop.loss_threshold is not None:
+            losses = [r.loss for r in history]
+            reach = rounds_to_tolerance(losses, stop.loss_threshold)
+            if reach is not None:
+                left = min(left, reach + stop.hold_rounds)
+        return None if math.isinf(left) else left
 
 
 # --- the worker's half -----------------------------------------------------------------------
