@@ -1,10 +1,11 @@
 """Coordinator checkpoints: versioned, checked, never pickled, in a NATS JetStream object store.
 
-A checkpoint holds what the coordinator needs to go on exactly where it was: the round, z, every
-block's (x_b, u_b), the penalties, the x-step tolerances, the penalty rule's memory and the trace
-so far. It is a JSON header plus raw float64
-arrays (as on the wire), with a SHA-256 of the arrays in the header, and it names its job and the
-fingerprint of the problem it belongs to, so a corrupt or foreign checkpoint is refused.
+A checkpoint holds what the coordinator needs to go on exactly where it was: the round, the
+algorithm's state as its driver gives it (:class:`Snapshot`; ADMM: z, every block's (x_b, u_b),
+the penalties, the x-step tolerances and the penalty rule's memory) and the trace so far. It is a
+JSON header plus raw float64 arrays (as on the wire), with a SHA-256 of the arrays in the header,
+and it names its job and the fingerprint of the problem it belongs to, so a corrupt or foreign
+checkpoint is refused.
 """
 
 from __future__ import annotations
@@ -21,17 +22,20 @@ import numpy as np
 from nats.js.errors import NotFoundError
 
 from faasopt.errors import CheckpointError
-from faasopt.solvers.admm import ConsensusState
-from faasopt.solvers.penalty import SpectralMemory
 
-FORMAT = "faasopt.checkpoint.v2"
+FORMAT = "faasopt.checkpoint.v3"
 _PREFIX = struct.Struct("<8sI")
 _MAGIC = b"FOPTCKP1"
 BUCKET = "faasopt-checkpoints"
-_ARRAYS = ("z", "z_u", "x", "u", "rho", "rho_u", "tolerance")
-"""The arrays of a ConsensusState, in the order they are stored."""
-_SPECTRAL = ("x", "grad", "z", "lam")
-"""The arrays of the spectral penalty rule's memory, stored after them when it has one."""
+
+
+@dataclass
+class Snapshot:
+    """An algorithm's state as a checkpoint keeps it (a driver's ``snapshot``): JSON-able
+    scalars and named float64 arrays, each algorithm checking its own on ``restore``."""
+
+    scalars: dict[str, Any]
+    arrays: dict[str, np.ndarray]
 
 
 @dataclass
@@ -42,31 +46,22 @@ class Checkpoint:
     fingerprint: str
     """Of the problem (data, blocks, settings): a resumed run must solve the same one."""
     iteration: int
-    state: ConsensusState
-    """z, every block's (x_b, u_b), the penalties, the x-step tolerances and the penalty rule's
-    memory: everything the next round depends on."""
+    state: Snapshot
+    """Everything the next round depends on (ADMM: z, every block's (x_b, u_b), the penalties,
+    the x-step tolerances and the penalty rule's memory)."""
     rounds: list[dict[str, Any]]
     """The trace so far, as plain data (see Coordinator)."""
 
 
-def _named_arrays(state: ConsensusState) -> list[tuple[str, np.ndarray]]:
-    arrays = [(name, getattr(state, name)) for name in _ARRAYS]
-    if state.spectral is not None:
-        arrays += [(f"spectral.{n}", getattr(state.spectral, n)) for n in _SPECTRAL]
-    return arrays
-
-
 def encode(cp: Checkpoint) -> bytes:
-    named = _named_arrays(cp.state)
+    named = list(cp.state.arrays.items())
     arrays = b"".join(np.ascontiguousarray(a, "<f8").tobytes() for _, a in named)
-    spectral = cp.state.spectral
     header = {
         "format": FORMAT,
         "job": cp.job,
         "fingerprint": cp.fingerprint,
         "iteration": cp.iteration,
-        "rho_changes": cp.state.rho_changes,
-        "spectral_iteration": None if spectral is None else spectral.iteration,
+        "scalars": cp.state.scalars,
         "arrays": [[name, list(np.shape(a))] for name, a in named],
         "sha256": hashlib.sha256(arrays).hexdigest(),
         "rounds": cp.rounds,
@@ -102,26 +97,13 @@ def decode(data: bytes, job: str, fingerprint: str) -> Checkpoint:
             offset += 8 * count
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint of {job} is corrupt: {exc}") from None
-    expected = list(_ARRAYS) + (
-        [f"spectral.{n}" for n in _SPECTRAL] if header["spectral_iteration"] is not None else []
-    )
-    if list(values) != expected or offset != len(arrays):
+    if offset != len(arrays) or not isinstance(header.get("scalars"), dict):
         raise CheckpointError(f"checkpoint of {job} is corrupt: wrong arrays")
-    spectral = None
-    if header["spectral_iteration"] is not None:
-        spectral = SpectralMemory(
-            header["spectral_iteration"], *(values[f"spectral.{n}"] for n in _SPECTRAL)
-        )
-    state = ConsensusState(
-        **{name: values[name] for name in _ARRAYS},
-        rho_changes=header["rho_changes"],
-        spectral=spectral,
-    )
     return Checkpoint(
         job=job,
         fingerprint=fingerprint,
         iteration=header["iteration"],
-        state=state,
+        state=Snapshot(header["scalars"], values),
         rounds=header["rounds"],
     )
 

@@ -26,7 +26,6 @@ from nats.errors import Error as NatsError
 from faasopt import cost, scalein
 from faasopt import protocol as p
 from faasopt.algorithms import StepRecord, driver_for
-from faasopt.algorithms.admm import AdmmDriver
 from faasopt.checkpoint import (
     Checkpoint,
     CheckpointStore,
@@ -143,10 +142,15 @@ class RoundReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RoundReport:
+        fields = data["record"]
+        if "details" in fields:
+            record = StepRecord(**fields)
+        else:
+            record = RoundRecord(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+            )
         return cls(
-            record=RoundRecord(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in data["record"].items()}
-            ),
+            record=record,
             elapsed_seconds=data["elapsed_seconds"],
             timings={n: WorkerTiming(**t) for n, t in data["timings"].items()},
             dollars=data.get("dollars", 0.0),
@@ -286,20 +290,19 @@ class Coordinator:
         self._checkpointed = (cp.iteration, time.perf_counter())
 
     async def _checkpoint(self) -> None:
-        """Save the state if a checkpoint is due (never after the last round: the run ends).
-        Only ADMM's state is checkpointed so far: other algorithms restart from the start."""
+        """Save the state if a checkpoint is due (never after the last round: the run ends)."""
         c, s = self.driver, self.settings
         last, when = self._checkpointed
         due = c.iteration - last >= s.checkpoint_every_iterations or (
             time.perf_counter() - when >= s.checkpoint_every_seconds
         )
-        if self.store is None or not isinstance(c, AdmmDriver) or c.done or not due:
+        if self.store is None or c.done or not due:
             return
         cp = Checkpoint(
             job=self.subjects.key,
             fingerprint=self.fingerprint,
             iteration=c.iteration,
-            state=c.state,
+            state=c.snapshot(),
             rounds=[r.to_dict() for r in self.rounds],
         )
         await self.store.save(checkpoint_key(self.subjects.key), encode(cp))

@@ -118,14 +118,12 @@ def run(
     for ``metrics_linger_seconds`` after it, so that a last scrape sees the final values.
     """
     plan = plan_job(load(job), workers)
-    if plan.algorithm != "admm" and (plan.platform == "sim" or resume):
-        what = "the sim platform" if plan.platform == "sim" else "resume"
+    if plan.algorithm != "admm" and plan.platform == "sim":
         raise SpecError(
             [
                 FieldProblem(
-                    "spec.algorithm",
-                    f"{plan.algorithm} has no {what} yet: it runs on local (and the operator's) "
-                    "platforms, without checkpoints",
+                    "spec.workers.platform",
+                    f"{plan.algorithm} does not run on the sim platform yet: use local",
                 )
             ]
         )

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from conftest import liblinear, objective
 
 from faasopt import checkpoint
+from faasopt.algorithms.admm import consensus_snapshot, consensus_state
 from faasopt.data import Block, synthetic_blocks
 from faasopt.solvers.admm import (
     RHO_MAX,
@@ -216,11 +217,12 @@ def test_a_checkpointed_state_continues_bit_for_bit():
     first = Consensus(settings, 4, 60)
     for _ in range(7):
         run_round(parts, first)
-    cp = checkpoint.Checkpoint("ns/job", "f", first.iteration, first.state, rounds=[])
-    saved = checkpoint.decode(checkpoint.encode(cp), "ns/job", "f")
-    assert saved.state.spectral is not None
+    snapshot = consensus_snapshot(first.state)
+    cp = checkpoint.Checkpoint("ns/job", "f", first.iteration, snapshot, rounds=[])
+    saved = consensus_state(checkpoint.decode(checkpoint.encode(cp), "ns/job", "f").state)
+    assert saved.spectral is not None
     resumed = Consensus(settings, 4, 60)
-    resumed.restore(first.history, saved.state)
+    resumed.restore(first.history, saved)
     while not resumed.done:
         run_round(parts, resumed)
     assert resumed.status is Status.MAX_ITERATIONS

@@ -160,3 +160,30 @@ def test_checkpoints_in_s3_resume_a_killed_run(manifest, tmp_path, s3):
     s3.put_object(Bucket="checkpoints", Key="runs/default.test", Body=b"scribbles")
     refused = CliRunner().invoke(app, ["run", str(path), "--checkpoint-store", store, "--resume"])
     assert refused.exit_code == 2 and "corrupt" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "problem"),
+    [
+        ({"sgd": {"optimizer": {"method": "adam", "learningRate": 0.05}, "batchSize": 32,
+                  "stop": {"maxEpochs": 3.0}}}, {}),
+        ({"kmeans": {"tolerance": 0.0}},
+         {"loss": "kmeans", "l1": None, "kmeans": {"k": 6},
+          "data": {"synthetic": None, "blobs": {"samples": 6000, "features": 8, "centers": 6,
+                                                "spread": 3.0, "seed": 3}}}),
+    ],
+    ids=["GA-SGD", "k-means"],
+)  # fmt: skip
+def test_other_algorithms_resume_to_the_same_model(manifest, tmp_path, algorithm, problem):
+    spec = {**LONG["spec"], "algorithm": algorithm}
+    path = manifest({"spec": {**spec, "problem": {**LONG["spec"]["problem"], **problem}}})
+    whole = faasopt.run(path, quiet_workers=True)
+    assert whole.iterations > 20
+
+    out = tmp_path / "run"
+    _kill_after(path, out, 18, "--workers", "2")
+    resumed = faasopt.run(path, out=out, resume=True, quiet_workers=True)
+    assert resumed.report["status"] == whole.report["status"]
+    assert np.array_equal(resumed.solution, whole.solution)
+    trace = [e["objective"] for e in resumed.report["trace"]]
+    assert trace == [e["objective"] for e in whole.report["trace"]]

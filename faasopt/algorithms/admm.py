@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from faasopt import protocol as p
-from faasopt.errors import ProtocolError
+from faasopt.checkpoint import Snapshot
+from faasopt.errors import CheckpointError, ProtocolError
 from faasopt.scalein import remaining_rounds
 from faasopt.solvers.admm import (
     Consensus,
@@ -28,11 +29,49 @@ from faasopt.solvers.admm import (
 )
 from faasopt.solvers.local import LocalSolverSettings
 from faasopt.solvers.logistic import logistic_loss
+from faasopt.solvers.penalty import SpectralMemory
 
 if TYPE_CHECKING:
     from faasopt.data import Block
     from faasopt.payload import WorkerPayload
     from faasopt.plan import JobPlan
+
+
+_ARRAYS = ("z", "z_u", "x", "u", "rho", "rho_u", "tolerance")
+"""The arrays of a ConsensusState, in the order a checkpoint stores them."""
+_SPECTRAL = ("x", "grad", "z", "lam")
+"""The arrays of the spectral penalty rule's memory, stored after them when it has one."""
+
+
+def consensus_snapshot(state: ConsensusState) -> Snapshot:
+    """``state`` as a checkpoint keeps it."""
+    arrays = {name: getattr(state, name) for name in _ARRAYS}
+    spectral = state.spectral
+    if spectral is not None:
+        arrays |= {f"spectral.{n}": getattr(spectral, n) for n in _SPECTRAL}
+    scalars = {
+        "rho_changes": state.rho_changes,
+        "spectral_iteration": None if spectral is None else spectral.iteration,
+    }
+    return Snapshot(scalars, arrays)
+
+
+def consensus_state(snapshot: Snapshot) -> ConsensusState:
+    """The inverse of :func:`consensus_snapshot`; CheckpointError for another algorithm's."""
+    scalars, arrays = snapshot.scalars, snapshot.arrays
+    spectral_iteration = scalars.get("spectral_iteration")
+    spectral_arrays = [f"spectral.{n}" for n in _SPECTRAL] if spectral_iteration is not None else []
+    expected = [*_ARRAYS, *spectral_arrays]
+    if list(arrays) != expected or "rho_changes" not in scalars:
+        raise CheckpointError(f"not an ADMM checkpoint: arrays {list(arrays)}")
+    spectral = None
+    if spectral_iteration is not None:
+        spectral = SpectralMemory(spectral_iteration, *(arrays[f"spectral.{n}"] for n in _SPECTRAL))
+    return ConsensusState(
+        **{name: arrays[name] for name in _ARRAYS},
+        rho_changes=scalars["rho_changes"],
+        spectral=spectral,
+    )
 
 
 class AdmmDriver:
@@ -71,13 +110,11 @@ class AdmmDriver:
     def rho_changes(self) -> int:
         return self.consensus.rho_changes
 
-    @property
-    def state(self) -> ConsensusState:
-        """Everything a checkpoint needs."""
-        return self.consensus.state
+    def snapshot(self) -> Snapshot:
+        return consensus_snapshot(self.consensus.state)
 
-    def restore(self, records: Sequence[RoundRecord], state: ConsensusState) -> None:
-        self.consensus.restore(list(records), state)
+    def restore(self, records: Sequence[RoundRecord], snapshot: Snapshot) -> None:
+        self.consensus.restore(list(records), consensus_state(snapshot))
 
     def broadcast(self) -> p.Iterate:
         c, nb = self.consensus, self.n_blocks

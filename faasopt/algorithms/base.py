@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from faasopt import protocol as p
+from faasopt.checkpoint import Snapshot
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,13 @@ class Driver(Protocol):
 
     def remaining_rounds(self) -> float | None:
         """Rounds still to go, projected (the budget guard's input); None: unknown."""
+
+    def snapshot(self) -> Snapshot:
+        """The state a checkpoint keeps, to go on from the round after the last reduced."""
+
+    def restore(self, records: Sequence[Any], snapshot: Snapshot) -> None:
+        """Go on from a checkpoint: its ``snapshot`` and the trace's records so far.
+        Raises CheckpointError for a snapshot of another algorithm or shape."""
 
 
 class Runner(Protocol):

@@ -9,6 +9,7 @@ the Lloyd rounds, with the inertia at the broadcast centroids as their objective
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,12 +18,14 @@ import numpy as np
 
 from faasopt import protocol as p
 from faasopt.algorithms.base import StepRecord
-from faasopt.errors import ProtocolError
+from faasopt.checkpoint import Snapshot
+from faasopt.errors import CheckpointError, ProtocolError
 from faasopt.scalein import rounds_to_tolerance
 from faasopt.solvers.kmeans import (
     CandidateMessage,
     ClusterStats,
     Criterion,
+    KMeansRecord,
     KMeansSettings,
     Lloyd,
     candidate_block_step,
@@ -85,6 +88,28 @@ class KMeansDriver:
     @property
     def model(self) -> np.ndarray:
         return self.lloyd.centroids if self.lloyd is not None else self.centers
+
+    def snapshot(self) -> Snapshot:
+        """The round, the seeded centers, and Lloyd's centroids and history once it runs."""
+        scalars: dict[str, Any] = {"round": self.round}
+        arrays = {"centers": self.centers}
+        if self.lloyd is not None:
+            scalars["history"] = [dataclasses.asdict(r) for r in self.lloyd.history]
+            arrays["centroids"] = self.lloyd.centroids
+        return Snapshot(scalars, arrays)
+
+    def restore(self, records: Sequence[StepRecord], snapshot: Snapshot) -> None:
+        arrays, k = snapshot.arrays, self.settings.k
+        seeded = "centroids" in arrays
+        if list(arrays) != ["centers", "centroids"][: 1 + seeded] or (
+            seeded and arrays["centroids"].shape != (k, self.features)
+        ):
+            raise CheckpointError(f"not a checkpoint of this k-means job: arrays {list(arrays)}")
+        self.round, self.centers = snapshot.scalars["round"], arrays["centers"]
+        if seeded:
+            self.lloyd = Lloyd(self.settings, self.centers)
+            self.lloyd.centroids = arrays["centroids"]
+            self.lloyd.history = [KMeansRecord(**r) for r in snapshot.scalars["history"]]
 
     def broadcast(self) -> p.Round:
         self._answers = {}

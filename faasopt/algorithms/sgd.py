@@ -25,9 +25,10 @@ import numpy as np
 
 from faasopt import protocol as p
 from faasopt.algorithms.base import StepRecord
+from faasopt.checkpoint import Snapshot
 from faasopt.data.blocks import block_bounds
 from faasopt.data.source import holdout_ratings
-from faasopt.errors import ProtocolError
+from faasopt.errors import CheckpointError, ProtocolError
 from faasopt.scalein import rounds_to_tolerance
 from faasopt.solvers.pmf import PmfProblem, rmse
 from faasopt.solvers.sgd import (
@@ -48,6 +49,7 @@ from faasopt.solvers.sgd import (
     gradient_block_step,
     initial_block_state,
     model_block_step,
+    stop_reason,
 )
 from faasopt.solvers.significance import SparseUpdate, apply_updates, flush
 
@@ -212,6 +214,29 @@ class SgdDriver:
     @property
     def history(self) -> list[SgdRecord]:
         return self.core.history
+
+    def snapshot(self) -> Snapshot:
+        """x, the history (for the stop rules) and, under GA, the optimizer. MA's block states
+        live on the workers: a resumed MA run restarts them fresh (see docs/algorithms.md)."""
+        core = self.core
+        scalars: dict[str, Any] = {"history": [dataclasses.asdict(r) for r in core.history]}
+        arrays = {"x": core.x}
+        if isinstance(core, GradientAveraging):
+            scalars["t"] = core.optimizer.t
+            arrays |= {"m": core.optimizer.m, "v": core.optimizer.v}
+        return Snapshot(scalars, arrays)
+
+    def restore(self, records: Sequence[StepRecord], snapshot: Snapshot) -> None:
+        core, arrays = self.core, snapshot.arrays
+        expected = ["x", "m", "v"] if isinstance(core, GradientAveraging) else ["x"]
+        if list(arrays) != expected or arrays["x"].shape != core.x.shape:
+            raise CheckpointError(f"not a checkpoint of this SGD job: arrays {list(arrays)}")
+        core.x = arrays["x"]
+        core.history = [SgdRecord(**r) for r in snapshot.scalars["history"]]
+        core.round = len(core.history)
+        core.status = stop_reason(core.history, self.settings.stop)
+        if isinstance(core, GradientAveraging):
+            core.optimizer = OptimizerState(snapshot.scalars["t"], arrays["m"], arrays["v"])
 
     def broadcast(self, leave: tuple[str, ...] = ()) -> p.Round:
         self._answers = {}
