@@ -427,6 +427,9 @@ def _finish(
     if report["converged"]:
         message = f"converged in {report['iterations']} iterations"
         return Finish(report, "Converged", message)
+    if "primalResidual" not in report:  # SGD's and k-means' budgets
+        message = f"stopped by {report['status']} after {report['iterations']} rounds"
+        return Finish(report, "MaxIterations", message)
     message = (
         f"stopped after maxIterations ({report['iterations']}) with primal residual "
         f"{report['primalResidual']:.3g}, dual residual {report['dualResidual']:.3g}"
@@ -441,9 +444,7 @@ def _finished(progress: Progress, finish: Finish) -> None:
         figures = {
             "iteration": report["iterations"],
             "objective": report["objective"],  # None when the run failed before the end
-            "primalResidual": report["primalResidual"],
-            "dualResidual": report["dualResidual"],
-            "rho": report["rho"],
+            **{k: report.get(k) for k in STATUS_FIGURES},  # ADMM's
             "speedup": report["speedup"],
             "costDollars": report["costDollars"],
         }

@@ -288,6 +288,44 @@ async def test_on_pods_a_job_runs_through_the_api_and_leaves_no_pod(
 
 
 @pytest.mark.asyncio
+async def test_on_pods_k_means_runs_through_the_api_like_admm(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another algorithm through the operator, the production Pods platform and the FAKE
+    kubelet: the status (checked against the CRD's schema) and the objective are the local run's."""
+    api = k8s_client.ApiClient(k8s_client.Configuration(host=cluster.url))
+    core = k8s_client.CoreV1Api(api)
+    env = {"FAASOPT_WORKER_IMAGE": "faasopt/worker:test"}
+    monkeypatch.setitem(
+        PLATFORMS, "make", lambda job, uid: logic.pods_platform(job, uid, core, env)
+    )
+    kubelet = FakeKubelet(cluster)
+    following = asyncio.create_task(kubelet.run())
+    blobs = {"samples": 3000, "features": 4, "centers": 5, "seed": 2}
+    kmeans = {
+        "spec": {
+            "problem": {"loss": "kmeans", "l1": None, "kmeans": {"k": 5},
+                        "data": {"synthetic": None, "blobs": blobs}},
+            "algorithm": {"kmeans": {"seed": 1}},
+        }
+    }  # fmt: skip
+    try:
+        manifest = job(kmeans, name="clusters")
+        local = await asyncio.to_thread(run, TrainingJob.from_dict(manifest), quiet_workers=True)
+        await cluster.apply(manifest)
+        body = await until(cluster, "clusters", phase("Succeeded"))
+        assert body["status"]["objective"] == local.report["objective"]
+        assert body["status"]["iteration"] == local.report["iterations"]
+        assert "primalResidual" not in body["status"]
+        assert len(kubelet.started) == 2 and await pod_names(cluster) == []
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        api.close()
+
+
+@pytest.mark.asyncio
 async def test_deleting_a_running_job_leaves_no_worker(cluster: FakeCluster) -> None:
     slow = {"spec": {"algorithm": {"admm": SLOW}}}
     await cluster.apply(job(slow))
