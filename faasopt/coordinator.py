@@ -5,9 +5,9 @@ It starts the workers through a platform, hands each its blocks' state, and runs
 not depend on the placement), stop or go on. The algorithm's driver does the math and keeps every
 block's state; the coordinator moves messages, times them and keeps the pool alive. Between
 rounds, workers near their time limit are rotated: a successor takes over their blocks with the
-exact state. Every incoming message is
-decoded and checked; a bad, stale or foreign one is dropped and counted, never raised, and a
-duplicate instance of a worker (an invocation delivered twice) is told to leave.
+exact state. Every incoming message is decoded and checked; a bad, stale or foreign one is
+dropped and counted, never raised, and a duplicate instance of a worker (an invocation delivered
+twice) is told to leave.
 """
 
 from __future__ import annotations
@@ -659,7 +659,9 @@ class Coordinator:
         self._slowest_round = max(self._slowest_round, time.perf_counter() - sent)
         record = self.driver.reduce(time.perf_counter() - solve_started)
         for victim in evicting:  # they answered with their blocks' states: move them now
-            await self._evict(victim, self._evicting.pop(victim))
+            why = self._evicting.pop(victim)
+            if victim in self.workers:  # not replaced in the meantime (a death ends it too)
+                await self._evict(victim, why)
         if record is None:  # a round the trace does not list (k-means++ seeding)
             return
         report = RoundReport(record, time.perf_counter() - solve_started, timings, self.dollars())
