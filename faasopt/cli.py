@@ -51,7 +51,7 @@ def validate(
     except (SpecError, DataError) as exc:
         raise _bad_input(exc) from None
     out_console.print(
-        f"{file}: valid ({plan.rows} rows x {plan.features} features, "
+        f"{file}: valid ({plan.description}, "
         f"{plan.n_blocks} blocks on {plan.workers} {plan.platform} workers)",
         highlight=False,
     )
@@ -312,7 +312,7 @@ class _Progress:
             else "nats-server and workers starting"
         )
         message = (
-            f"{plan.namespace}/{plan.name}: {plan.rows} x {plan.features}, {plan.n_blocks} blocks, "
+            f"{plan.namespace}/{plan.name}: {plan.description}, {plan.n_blocks} blocks, "
             f"{plan.workers} {plan.platform} workers, {starting}"
         )
         if self.live is not None:

@@ -51,6 +51,16 @@ class JobPlan:
         return len(self.assignment)
 
     @property
+    def description(self) -> str:
+        """What is solved, on what data, in words: ``admm on 20000 rows x 2000 features``."""
+        if "pmf" in (self.problem or {}):
+            pmf = self.problem["pmf"]
+            data = f"{self.rows} ratings of {pmf['n_users']} users x {pmf['n_items']} items"
+        else:
+            data = f"{self.rows} rows x {self.features} features"
+        return f"{self.algorithm} on {data}"
+
+    @property
     def worker_algorithm(self) -> dict[str, Any]:
         """What workers are told of the algorithm: nothing for ADMM (its settings come with each
         assignment), the settings (and SGD's problem) for the others."""

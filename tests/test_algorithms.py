@@ -106,6 +106,7 @@ def test_kmeans_seeds_then_lloyd_whatever_the_placement(manifest):
     problem = {"loss": "kmeans", "l1": None, "kmeans": {"k": 4},
                "data": {"synthetic": None, "blobs": blobs}}  # fmt: skip
     plan = _plan(manifest, {"kmeans": {"seed": 5}}, problem)
+    assert plan.description == "kmeans on 900 rows x 3 features"
     driver = _drive(plan, {0: {"a": (0, 1, 2), "b": (3,)}, 2: {"c": (3, 1), "d": (0, 2)}})
     reference = reference_kmeans(
         [b.A for b in load_blocks(plan.source, range(4), 4)], plan.settings
