@@ -2,22 +2,34 @@
 
 The paper's instance (N = 600 000, d = 10 000, density 0.001, lambda1 = 1) with W = 24 workers
 of 2048 MB and B = 24 blocks, as MLLess's P = 24, on `sim` with Lambda-like parameters and Lambda
-prices, run to the paper's stopping rule. Blocks are placement, so every policy computes the same
-iterates and reaches the same objective in the same round: the time to that objective is the
-solve time, and what a policy changes is how long the rounds take and what the pool costs.
+prices, run to the paper's stopping rule (or ``--tolerance``). Blocks are placement, so every
+configuration computes the same iterates and reaches the same objective in the same round (checked
+to 1e-9): the time to that objective is the solve time, and what a policy changes is how long the
+rounds take and what the pool costs.
 
 Perf/$ = 1 / (seconds x dollars) (seed 002, Sec. 6.2), reported twice: for the whole job as
 report.json gives it (wall time, cold starts included, the whole bill), and for the solve alone
 (the rounds, and what workers and always-on machines cost during them), where scale-in acts.
-MLLess's schedule (interval 20 s, horizon 10 s) was made for jobs of several minutes; this job
-solves in well under a second of virtual time, so the policies also run with the interval scaled
-to the same share of the solve as MLLess's (20 s of its ~400 s LR runs: 5 %), horizon half of it.
-Smaller pools from the start, without a policy, show what choosing W early could gain. Each
-configuration runs ``--repeat`` times (the x-steps' measured CPU time varies from run to run on a
-shared machine), with the same cold-start draws for every configuration of one repeat; the
-figures are medians.
 
-    .venv/bin/python bench/scalein.py [--workers 24] [--tolerance 0.02] [--repeat 3] [--out FILE]
+Configurations: `none`; `auto` with its default `model` rule and with MLLess's rule, and `idle`,
+each with the paper's schedule (interval 20 s, horizon 10 s) and with the interval scaled to the
+same share of the solve as MLLess's (20 s of its ~400 s LR runs: 5 %), horizon half of it (this
+job solves in well under a second of virtual time); the `model` rule with one victim per
+decision (``Tracker(max_victims=1)``: how the coordinator runs it until it carries out
+``Decision.victims``); "hindsight": the most idle workers evicted down to 12, 8 or 6 in one go
+at the round `auto` declares the knee, a schedule chosen knowing
+every round's time (a bound for post-knee scale-in, not a policy); smaller pools from the start
+without a policy (not a scale-in: what choosing W before the job would give). The bound printed
+last is the whole-job Perf/$ ratio if every worker-second after the knee were free.
+
+Each configuration runs ``--repeat`` times. Within one repeat every configuration has the same
+cold-start draws and the same measured CPU times for the same work (``simulate(...,
+cpu_seconds=...)``, paired runs; ``--unpaired`` measures afresh), so the ratios compare policies,
+not the moments the machine was busy. Ratios are medians over repeats of each repeat's ratio to
+its own `none` run; the other figures are medians.
+
+    .venv/bin/python bench/scalein.py [--workers 24] [--tolerance 0.02] [--repeat 3]
+                                      [--unpaired] [--out FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from dataclasses import asdict, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from faasopt import cost  # noqa: E402
+from faasopt import cost, scalein  # noqa: E402
 from faasopt.plan import plan_job  # noqa: E402
 from faasopt.scalein import ScaleInSettings  # noqa: E402
 from faasopt.scaling import paper_job  # noqa: E402
@@ -45,19 +57,63 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MLLESS_INTERVAL_SHARE = 20.0 / 400.0
 """MLLess's scheduling interval as a share of its LR runs' time (20 s of about 400 s, Table 3)."""
 FIXED_POOLS = (4, 6, 8, 12, 16)
-"""Smaller pools from the start (no policy): the Perf/$ a policy could reach by choosing W early,
-as DESIGN.md's model-based policy would."""
+"""Smaller pools from the start (no policy): what choosing W before the job could gain; not a
+scale-in (nothing is evicted) and not open to `auto`, which never acts before the knee."""
+HINDSIGHT_POOLS = (12, 8, 6)
+"""Pools to shrink to, all at once, at the round the knee is declared: the best any post-knee
+scale-in could do with perfect foresight of the round times (a bound, not a policy)."""
 TARGET_PERF_PER_DOLLAR = 1.3
 TARGET_TIME = 1.10
 
 
 def solve_bill(report: dict[str, Any]) -> cost.JobCost:
     """What the solve phase cost: each worker from the solve's start to its eviction or end."""
-    evicted = {d["victim"]: d["wallSeconds"] for d in report["scaleIn"]["decisions"] if d["victim"]}
+    evicted = {
+        victim: d["wallSeconds"]
+        for d in report["scaleIn"]["decisions"]
+        for victim in d.get("victims") or ([d["victim"]] if d["victim"] else [])
+    }
     solve = report["solveSeconds"]
     lifetimes = {c["worker"]: evicted.get(c["worker"], solve) for c in report["coldStarts"]}
     price = cost.price_of("sim", models=report["simulation"]["settings"]["prices"])
     return cost.job_cost(price, report["simulation"]["memoryMB"], lifetimes, solve)
+
+
+class Schedule(scalein.Tracker):
+    """Evict the most idle workers down to ``workers`` after round ``at``, keep otherwise."""
+
+    def __init__(self, at: int, workers: int) -> None:
+        super().__init__(ScaleInSettings(policy="none"), max_victims=None)
+        self.at, self.workers = at, workers
+
+    def after_round(self, observation, spend=None):
+        self.observations.append(observation)
+        n = len(observation.workers)
+        action, victims = scalein.Action.KEEP, ()
+        if observation.iteration == self.at and n > self.workers:
+            action = scalein.Action.EVICT
+            victims = tuple(scalein.idle_order(self.observations, 10)[: n - self.workers])
+        decision = scalein.Decision(
+            observation.iteration,
+            observation.wall_seconds,
+            n,
+            action,
+            scalein.Reason.POLICY_NONE,
+            victims=victims,
+        )
+        self.decisions.append(decision)
+        return decision
+
+
+def post_knee_bound(report: dict[str, Any], knee_round: int) -> float:
+    """Whole-job Perf/$ over ``report``'s (a run without scale-in) if every worker-second after
+    round ``knee_round`` were free and took no time: no post-knee scale-in can beat it."""
+    trace = report["trace"]
+    after = report["solveSeconds"] - trace[knee_round]["elapsedSeconds"]
+    price = cost.price_of("sim", models=report["simulation"]["settings"]["prices"])
+    rate = cost.rates(price, report["simulation"]["memoryMB"]).per_worker
+    free = rate * after * trace[knee_round]["workers"]
+    return report["costDollars"] / (report["costDollars"] - free)
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +136,15 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             (d["kneeIteration"] for d in report["scaleIn"]["decisions"] if d["kneeIteration"]),
             None,
         ),
+        "kneeDeclared": next(
+            (d["iteration"] for d in report["scaleIn"]["decisions"] if d["kneeIteration"]),
+            None,
+        ),
+        "evictionRounds": [
+            [d["iteration"], len(d.get("victims") or [])]
+            for d in report["scaleIn"]["decisions"]
+            if d["action"] == "evict"
+        ],
     }
 
 
@@ -111,47 +176,85 @@ def main(argv: list[str] | None = None) -> None:
         "--tolerance", type=float, default=0.02, help="eps_r = eps_s (the paper's: 0.02)"
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration; medians")
+    parser.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="measure every run's CPU times afresh (default: the runs of one repeat share them)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "scalein.json")
     args = parser.parse_args(argv)
     job = paper_job(blocks=args.workers, rounds=1000, tolerance=args.tolerance, name="scalein")
     plan = plan_job(job)
     data = load_data(plan)
-    baseline = simulate(plan, LAMBDA, data=data).report
-    interval = MLLESS_INTERVAL_SHARE * baseline["solveSeconds"]
-    scaled = {"interval_seconds": interval, "delta_seconds": interval / 2}
-    policies = {
-        "auto (MLLess schedule: 20 s / 10 s)": ScaleInSettings(policy="auto"),
-        f"auto (interval {interval * 1e3:.0f} ms)": ScaleInSettings(policy="auto", **scaled),
-        "idle (20 s)": ScaleInSettings(policy="idle"),
-        f"idle (interval {interval * 1e3:.0f} ms)": ScaleInSettings(policy="idle", **scaled),
-    }
-    runs: dict[str, list[dict[str, Any]]] = {"none": [summary(baseline)]}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    bounds: list[float] = []
+    policies: dict[str, ScaleInSettings] = {}
     for repeat in range(args.repeat):
         sim = replace(LAMBDA, seed=repeat)  # the same cold starts for every policy in a repeat
-        if repeat:
-            runs["none"].append(summary(simulate(plan, sim, data=data).report))
+        shared: dict | None = None if args.unpaired else {}  # and the same CPU times
+
+        def run(settings=None, *, workers=None, tracker=None, _sim=sim, _shared=shared):
+            target = plan if workers is None else plan_job_workers(plan, workers)
+            return simulate(
+                target, _sim, settings, data=data, cpu_seconds=_shared, tracker=tracker
+            ).report
+
+        baseline = run()
+        runs.setdefault("none", []).append(summary(baseline))
+        if not policies:  # the schedule, scaled to this job from the first repeat's solve time
+            interval = MLLESS_INTERVAL_SHARE * baseline["solveSeconds"]
+            scaled = {"interval_seconds": interval, "delta_seconds": interval / 2}
+            ms = f"{interval * 1e3:.0f} ms"
+            policies = {
+                "auto (model; 20 s)": ScaleInSettings(policy="auto"),
+                f"auto (model; {ms})": ScaleInSettings(policy="auto", **scaled),
+                "auto (MLLess; 20 s)": ScaleInSettings(policy="auto", rule="mlless"),
+                f"auto (MLLess; {ms})": ScaleInSettings(policy="auto", rule="mlless", **scaled),
+                "idle (20 s)": ScaleInSettings(policy="idle"),
+                f"idle ({ms})": ScaleInSettings(policy="idle", **scaled),
+            }
         for name, settings in policies.items():
-            runs.setdefault(name, []).append(
-                summary(simulate(plan, sim, settings, data=data).report)
-            )
+            runs.setdefault(name, []).append(summary(run(settings)))
+        for name in list(policies)[:2]:  # the model rule as the coordinator runs it today
+            one = scalein.Tracker(policies[name], max_victims=1)
+            runs.setdefault(f"{name}, 1 victim", []).append(summary(run(tracker=one)))
+        knee = runs["auto (model; 20 s)"][-1]["kneeDeclared"]
+        if knee is not None:
+            bounds.append(post_knee_bound(baseline, knee))
+            for workers in HINDSIGHT_POOLS:
+                report = run(tracker=Schedule(knee, workers))
+                name = f"hindsight: {args.workers} > {workers} at the knee"
+                runs.setdefault(name, []).append(summary(report))
         for workers in FIXED_POOLS:
             if workers < args.workers:
-                report = simulate(plan_job_workers(plan, workers), sim, data=data).report
+                report = run(workers=workers)
                 runs.setdefault(f"none, W = {workers} from the start", []).append(summary(report))
     results = {name: medians(rs) for name, rs in runs.items()}
     none = results["none"]
     print(
         f"W = B = {args.workers}, {none['iterations']} rounds, objective {none['objective']:.6f}, "
-        f"medians of {args.repeat} runs"
+        f"medians of {args.repeat} runs ({'unpaired' if args.unpaired else 'paired'} CPU times)"
     )
     print(
-        f"{'policy':36} {'evict':>5} {'W':>7} {'wall s':>7} {'solve s':>7} {'$':>9} "
+        f"{'configuration':36} {'evict':>5} {'W':>7} {'wall s':>7} {'solve s':>7} {'$':>9} "
         f"{'Perf/$':>7} {'ratio':>6} {'solve Perf/$':>12} {'ratio':>6} {'time':>6}"
     )
     for name, r in results.items():
-        r["perfPerDollarRatio"] = r["perfPerDollar"] / none["perfPerDollar"]
-        r["solvePerfPerDollarRatio"] = r["solvePerfPerDollar"] / none["solvePerfPerDollar"]
-        r["timeRatio"] = r["solveSeconds"] / none["solveSeconds"]
+        paired = zip(runs[name], runs["none"], strict=True)
+        ratios = [
+            (
+                run["perfPerDollar"] / base["perfPerDollar"],
+                run["solvePerfPerDollar"] / base["solvePerfPerDollar"],
+                run["solveSeconds"] / base["solveSeconds"],
+            )
+            for run, base in paired
+        ]
+        r["perfPerDollarRatio"] = statistics.median(x[0] for x in ratios)
+        r["solvePerfPerDollarRatio"] = statistics.median(x[1] for x in ratios)
+        r["timeRatio"] = statistics.median(x[2] for x in ratios)
+        r["ratiosByRepeat"] = [
+            {"perfPerDollar": a, "solvePerfPerDollar": b, "time": c} for a, b, c in ratios
+        ]
         r["sameObjective"] = all(
             abs(run["objective"] - none["objective"]) <= 1e-9 * abs(none["objective"])
             for run in runs[name]
@@ -163,7 +266,17 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['perfPerDollarRatio']:6.2f} {r['solvePerfPerDollar']:12.1f} "
             f"{r['solvePerfPerDollarRatio']:6.2f} {r['timeRatio']:6.2f}"
         )
-    print(f"targets: Perf/$ ratio >= {TARGET_PERF_PER_DOLLAR}, time ratio <= {TARGET_TIME}")
+    bound = statistics.median(bounds) if bounds else None
+    if bound is not None:
+        print(
+            f"bound on the whole-job Perf/$ ratio of any scale-in after the knee (round "
+            f"{none.get('kneeDeclared') or results['auto (model; 20 s)']['kneeDeclared']}): "
+            f"{bound:.2f} (every worker-second after it free)"
+        )
+    print(
+        "ratios: medians over repeats of each repeat's ratio to its own none run; "
+        f"targets: Perf/$ ratio >= {TARGET_PERF_PER_DOLLAR}, time ratio <= {TARGET_TIME}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -171,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "workers": args.workers,
                 "repeat": args.repeat,
+                "paired": not args.unpaired,
                 "tolerance": args.tolerance,
                 "blocks": plan.n_blocks,
                 "memoryMB": plan.memory_mb,
@@ -178,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
                 "sim": asdict(LAMBDA),
                 "policies": {n: asdict(s) for n, s in policies.items()},
                 "fixedPools": [w for w in FIXED_POOLS if w < args.workers],
+                "hindsightPools": list(HINDSIGHT_POOLS),
+                "postKneeBound": bound,
+                "postKneeBoundByRepeat": bounds,
                 "targets": {"perfPerDollarRatio": TARGET_PERF_PER_DOLLAR, "timeRatio": TARGET_TIME},
                 "results": results,
             },

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -274,7 +274,7 @@ class Coordinator:
         self._retiring: set[str] = set()  # rotated out once it hands back (its successor waits)
         self.speculations = 0
         self.speculation_wins = 0
-        self.tracker = scalein.Tracker(plan.scale_in)
+        self.tracker = scalein.Tracker(plan.scale_in, max_victims=None)  # several at once
         self.price = cost.price_of(plan.platform)
         self._started = time.perf_counter()
         self.store = store
@@ -501,14 +501,20 @@ class Coordinator:
             remaining_iterations=self.driver.remaining_rounds(),
         )
         observation = scalein.Observation.of_round(
-            report.record.iteration, report.record.objective, report.elapsed_seconds, report.timings
+            report.record.iteration,
+            report.record.objective,
+            report.elapsed_seconds,
+            report.timings,
+            blocks={n: len(self.workers[n].blocks) for n in report.timings if n in self.workers},
         )
         decision = self.tracker.after_round(observation, spend)
-        if decision.action is scalein.Action.EVICT and decision.victim in self.workers:
-            if self.driver.hands_back:  # it hands its blocks' states back in the next round
-                self._evicting[decision.victim] = decision.reason.value
-            else:
-                await self._evict(decision.victim, decision.reason.value)
+        if decision.action is scalein.Action.EVICT:
+            victims = [v for v in decision.victims if v in self.workers]
+            for victim in victims:
+                if self.driver.hands_back:  # it hands its blocks' states back in the next round
+                    self._evicting[victim] = decision.reason.value
+                else:
+                    await self._evict(victim, decision.reason.value, leaving=victims)
         elif decision.action is scalein.Action.STOP:
             projected = decision.figures.projected_dollars
             ahead = f", ${projected:.6g} projected to converge" if projected is not None else ""
@@ -518,10 +524,11 @@ class Coordinator:
                 f"{ahead}; the solution is the last z",
             )
 
-    async def _evict(self, victim: str, why: str) -> None:
+    async def _evict(self, victim: str, why: str, leaving: Collection[str] = ()) -> None:
         """Retire ``victim``; each of its blocks goes to the admitted survivor holding the fewest
-        blocks (ties by name), which is handed their exact state: the iterates do not change."""
-        survivors = sorted(set(self.workers) - {victim} - self._starting)
+        blocks (ties by name), which is handed their exact state: the iterates do not change.
+        ``leaving``: the other workers evicted by the same decision, which take no blocks."""
+        survivors = sorted(set(self.workers) - {victim} - set(leaving) - self._starting)
         if not survivors:  # nobody ready to take the blocks over: keep the pool this round
             return
         gone = self.workers.pop(victim)
@@ -661,7 +668,7 @@ class Coordinator:
         for victim in evicting:  # they answered with their blocks' states: move them now
             why = self._evicting.pop(victim)
             if victim in self.workers:  # not replaced in the meantime (a death ends it too)
-                await self._evict(victim, why)
+                await self._evict(victim, why, leaving=evicting)
         if record is None:  # a round the trace does not list (k-means++ seeding)
             return
         report = RoundReport(record, time.perf_counter() - solve_started, timings, self.dollars())

@@ -1,7 +1,8 @@
 r"""Scale-in policies: pure functions from an observed history to a decision.
 
 The coordinator appends one :class:`Observation` per round and calls :func:`decide`, which
-returns a :class:`Decision`: keep, evict one named worker, or stop. The decision calls nothing;
+returns a :class:`Decision`: keep, evict named workers (one, or several under the ``model``
+rule), or stop. The decision calls nothing;
 the coordinator carries it out. What a later decision depends on (the knee, the reference curve)
 travels in :attr:`Decision.state`, which the coordinator hands back on the next call: the
 policies keep no hidden state, and replaying a history replays its decisions. Every decision,
@@ -12,8 +13,12 @@ Policies (``docs/scale-in.md`` says more):
 ``none``
     Always keep.
 ``auto``
-    MLLess's scale-in scheduler (seed 002, Sec. 4.2). Find the knee of the objective; fit the
-    reference curve (2) :math:`L_P(t) = 1 / (\theta_0 t^{\theta_1} + \theta_2) + \theta_3` once
+    MLLess's knee detection (seed 002, Sec. 4.2), then one of two rules. ``rule="model"``
+    (default): the pool size of highest projected Perf/$ within ``max_slowdown`` of the initial
+    pool's projected solve time, several victims in one decision (:func:`choose_pool`,
+    :class:`RoundModel`). ``rule="mlless"``: MLLess's scheduler. Find the knee of the
+    objective; fit the reference curve (2)
+    :math:`L_P(t) = 1 / (\theta_0 t^{\theta_1} + \theta_2) + \theta_3` once
     there and the current curve (3) :math:`\ell_p(t) = 1 / (\theta_0 t^2 + \theta_1 t +
     \theta_2) + \theta_3` on the rounds since the last eviction; model the step time as
     :math:`d(w) = c_0 + (w-1) c_1 + w c_2 + c_3 / w` (MLLess's model plus a compute term, see
@@ -33,11 +38,13 @@ Whatever the policy, a budget guard and a deadline guard come first (:func:`deci
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import pairwise
+from statistics import median
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -47,6 +54,7 @@ from scipy.signal import lfilter
 from faasopt.cost import Rates
 
 PolicyName = Literal["none", "auto", "idle"]
+RuleName = Literal["model", "mlless"]
 
 
 class _Timing(Protocol):
@@ -68,12 +76,25 @@ class Observation:
     """Per worker: from receiving z_k to sending its results (seed 001, Sec. II-B)."""
     idle: Mapping[str, float]
     """Per worker: from its previous send to receiving z_k."""
+    communication: Mapping[str, float] = field(default_factory=dict)
+    """Per worker: the delay from the broadcast to the coordinator taking its answer in, less
+    its compute (seed 001); empty when not measured."""
+    blocks: Mapping[str, int] = field(default_factory=dict)
+    """Per worker: how many blocks it held in this round. Empty when the caller does not say:
+    the policies then assume the first observed pool held one block each (B = W, the default)."""
 
     @classmethod
     def of_round(
-        cls, iteration: int, objective: float, wall_seconds: float, timings: Mapping[str, _Timing]
+        cls,
+        iteration: int,
+        objective: float,
+        wall_seconds: float,
+        timings: Mapping[str, _Timing],
+        blocks: Mapping[str, int] | None = None,
     ) -> Observation:
-        """From a round's per-worker timings (anything with ``compute`` and ``idle``)."""
+        """From a round's per-worker timings (anything with ``compute`` and ``idle``, and
+        ``communication`` if measured) and, optionally, the number of blocks each worker held."""
+        communication = {name: getattr(t, "communication", None) for name, t in timings.items()}
         return cls(
             iteration=iteration,
             objective=objective,
@@ -81,6 +102,8 @@ class Observation:
             workers=tuple(sorted(timings)),
             compute={name: t.compute for name, t in timings.items()},
             idle={name: t.idle for name, t in timings.items()},
+            communication={n: c for n, c in communication.items() if c is not None},
+            blocks=dict(blocks or {}),
         )
 
 
@@ -89,8 +112,14 @@ class ScaleInSettings:
     """The ``scaleIn`` settings; defaults are the paper's where it has one (seed 002, 6.2)."""
 
     policy: PolicyName = "none"
+    rule: RuleName = "model"
+    """How ``auto`` decides after the knee. ``model``: the pool size that maximizes the
+    projected Perf/$ of the job, within ``max_slowdown`` of the full pool's projected time and
+    under the loss-gap rule, several victims at once (:func:`choose_pool`). ``mlless``: MLLess's
+    rule as the paper states it, one worker per interval while s_Delta < S."""
     interval_seconds: float = 20.0
-    """The scheduling interval T: at most one eviction per T seconds of wall time."""
+    """The scheduling interval T: at most one eviction decision per T seconds of wall time
+    (MLLess's rule: one worker; the ``model`` rule: one decision, which may name several)."""
     delta_seconds: float = 10.0
     """The horizon Delta of s_Delta, <= T (the paper: T / 2)."""
     threshold: float = 0.15
@@ -111,6 +140,10 @@ class ScaleInSettings:
     idle time beats compute)."""
     window_rounds: int = 10
     """Rounds over which the idle share and the victim rule look back."""
+    max_slowdown: float = 0.10
+    """The ``model`` rule's bound on time: the projected solve time with the chosen pool is at
+    most (1 + this) times the projected solve time had the initial pool been kept (MLLess's LR
+    runs: Perf/$ up 1.4-1.5x with the time within 10 %)."""
     budget_dollars: float | None = None
     """The job's budget; None: no budget guard."""
     deadline_seconds: float | None = None
@@ -149,6 +182,12 @@ class Reason(StrEnum):
     GAP_OVER_THRESHOLD = "GapOverThreshold"
     IDLE_UNDER_THRESHOLD = "IdleUnderThreshold"
     IDLE_OVER_THRESHOLD = "IdleOverThreshold"
+    MODEL_SHRINK = "ModelShrink"
+    """The ``model`` rule: a smaller pool projects a higher Perf/$ within the time bound."""
+    MODEL_KEEP = "ModelKeep"
+    """The ``model`` rule: no smaller pool projects a higher Perf/$ within the time bound."""
+    REMAINING_UNKNOWN = "RemainingUnknown"
+    """The ``model`` rule cannot project the rounds still needed (residuals not falling)."""
     BUDGET_SHRINK = "BudgetShrink"
     BUDGET_EXCEEDED = "BudgetExceeded"
     DEADLINE_SHRINK = "DeadlineShrink"
@@ -201,6 +240,112 @@ class StepModel:
 
 
 @dataclass(frozen=True)
+class RoundModel:
+    """The ``model`` rule's round time: the overhead plus the busiest worker's compute.
+
+    Every round solves all B blocks, so the worker with the most work sets the compute part;
+    the rest (broadcast, answers through the hub, the coordinator's queue, the reduce) is the
+    overhead. Both come from the last rounds of the current pool: each worker's compute is its
+    median over them, and the overhead is the median of the round time less the slowest
+    worker's compute. A pool without some workers is predicted by moving the leavers' blocks
+    as the coordinator does (:func:`move_blocks`), each block costing its holder's compute per
+    block, and adding them to the receivers' compute; the overhead shrinks by
+    ``answer_seconds`` per leaver, the coordinator's time to take in one answer, measured as the
+    lower quartile of the spacing between consecutive answers taken in (a busy queue that
+    serves one at a time spaces them by its service time; 0 when the answers' delays are not
+    measured). The receivers' longer answers (more blocks on their links) are not in it
+    (optimistic by a link time per moved block). The next decision refits on the rounds the new
+    pool really took.
+    """
+
+    overhead_seconds: float
+    compute: Mapping[str, float]
+    """Per worker: median compute seconds over the rounds fitted on."""
+    blocks: Mapping[str, int]
+    """Per worker: blocks held."""
+    rounds: int
+    """Rounds it was fitted on."""
+    answer_seconds: float = 0.0
+    """The coordinator's time per answer taken in (see above)."""
+
+    def block_seconds(self, name: str) -> float:
+        """Compute seconds of one of ``name``'s blocks (its compute shared by its blocks)."""
+        return self.compute[name] / max(self.blocks[name], 1)
+
+    def after(self, victims: Sequence[str]) -> tuple[float, int]:
+        """Predicted round time and the busiest worker's blocks once ``victims`` left."""
+        gone = set(victims)
+        load = {n: c for n, c in self.compute.items() if n not in gone}
+        heap = [(b, n) for n, b in self.blocks.items() if n not in gone]
+        heapq.heapify(heap)  # (blocks held, name): the coordinator's receiver first
+        for victim in victims:
+            cost = self.block_seconds(victim)
+            for _ in range(self.blocks[victim]):
+                held, name = heap[0]
+                load[name] += cost
+                heapq.heapreplace(heap, (held + 1, name))
+        overhead = max(self.overhead_seconds - self.answer_seconds * len(gone), 0.0)
+        return overhead + max(load.values()), max(b for b, _ in heap)
+
+    def seconds(self, most_blocks: int) -> float:
+        """Round time when the busiest worker holds ``most_blocks`` of the costliest blocks."""
+        costliest = max(self.block_seconds(n) for n in self.compute)
+        return self.overhead_seconds + costliest * most_blocks
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "overheadSeconds": self.overhead_seconds,
+            "computeSeconds": dict(sorted(self.compute.items())),
+            "blocks": dict(sorted(self.blocks.items())),
+            "rounds": self.rounds,
+            "answerSeconds": self.answer_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A pool size the ``model`` rule weighed, with its projections to convergence."""
+
+    workers: int
+    victims: tuple[str, ...]
+    """Who would leave (the victim rule's order)."""
+    most_blocks: int
+    """Blocks of the busiest worker once the victims' blocks moved (the coordinator's rule)."""
+    round_seconds: float
+    """Predicted round time (today's compute: x-steps that get cheaper later make it a little
+    pessimistic)."""
+    handover_seconds: float
+    """Predicted extra time of the round after the eviction (survivors load the moved blocks)."""
+    seconds: float
+    """Projected solve time at convergence."""
+    dollars: float
+    """Projected dollars at convergence (spent so far plus the rest)."""
+    perf_per_dollar: float
+    """1 / (seconds x dollars)."""
+    slowdown: float
+    """seconds over the projected solve time with the initial pool kept, less 1."""
+    s_delta: float | None
+    """Seed 002's loss gap with this pool's round time (None: curve (3) not fitted)."""
+    allowed: bool
+    """Within ``max_slowdown`` and under S."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workers": self.workers,
+            "victims": list(self.victims),
+            "mostBlocks": self.most_blocks,
+            "roundSeconds": self.round_seconds,
+            "handoverSeconds": self.handover_seconds,
+            "seconds": self.seconds,
+            "dollars": self.dollars,
+            "perfPerDollar": self.perf_per_dollar,
+            "slowdown": self.slowdown,
+            "sDelta": self.s_delta,
+            "allowed": self.allowed,
+        }
+
+
+@dataclass(frozen=True)
 class PolicyState:
     """What a decision hands to the next one (start from ``PolicyState()``)."""
 
@@ -242,6 +387,12 @@ class Figures:
     """Spent so far plus the projected cost to converge with the current pool."""
     projected_seconds: float | None = None
     """Projected wall time at convergence with the current pool."""
+    target_workers: int | None = None
+    """The ``model`` rule: the pool size it chose (the current one when it keeps)."""
+    round_model: RoundModel | None = None
+    """The ``model`` rule: the round-time model behind its projections."""
+    candidates: tuple[Candidate, ...] = ()
+    """The ``model`` rule: every pool size it weighed, with its projections."""
 
 
 @dataclass(frozen=True)
@@ -255,9 +406,19 @@ class Decision:
     action: Action
     reason: Reason
     victim: str | None = None
-    """The worker to evict (EVICT only)."""
+    """The (first) worker to evict (EVICT only): ``victims[0]``."""
     figures: Figures = field(default_factory=Figures)
     state: PolicyState = field(default_factory=PolicyState)
+    victims: tuple[str, ...] = ()
+    """Every worker to evict (EVICT only), in the victim rule's order; one unless the ``model``
+    rule shrinks the pool by several in one decision. A caller that can evict only one worker
+    per decision passes ``max_victims=1`` to :func:`decide` (or :class:`Tracker`)."""
+
+    def __post_init__(self) -> None:
+        if self.victims and self.victim is None:
+            object.__setattr__(self, "victim", self.victims[0])
+        elif self.victim is not None and not self.victims:
+            object.__setattr__(self, "victims", (self.victim,))
 
     def to_dict(self) -> dict[str, Any]:
         """The report's entry for this decision (camelCase, as the report)."""
@@ -269,6 +430,8 @@ class Decision:
             "action": self.action.value,
             "reason": self.reason.value,
             "victim": self.victim,
+            "victims": list(self.victims),
+            "targetWorkers": f.target_workers,
             "sDelta": f.s_delta,
             "kneeIteration": f.knee_iteration,
             "referenceCurve": f.reference.to_dict() if f.reference else None,
@@ -281,6 +444,8 @@ class Decision:
             "idleShare": f.idle_share,
             "projectedDollars": f.projected_dollars,
             "projectedSeconds": f.projected_seconds,
+            "roundModel": f.round_model.to_dict() if f.round_model else None,
+            "candidates": [c.to_dict() for c in f.candidates],
         }
 
 
@@ -289,15 +454,20 @@ def decide(
     settings: ScaleInSettings,
     state: PolicyState | None = None,
     spend: Spend | None = None,
+    max_victims: int | None = None,
 ) -> Decision:
     """The decision after the last round of ``history`` (oldest first, at least one round).
 
     In order: the knee is tracked (``auto``); the budget guard may stop the job or shrink the
-    pool; the deadline guard likewise; then the policy decides. Evictions of any origin are at
-    most one per ``interval_seconds`` and never go below ``min_workers``.
+    pool; the deadline guard likewise; then the policy decides. Eviction decisions of any origin
+    are at most one per ``interval_seconds`` and never go below ``min_workers``. Only the
+    ``model`` rule of ``auto`` names several victims; ``max_victims`` caps how many (1 for a
+    caller that evicts one worker per decision; None: no cap).
     """
     if not history:
         raise ValueError("decide needs at least one observed round")
+    if max_victims is not None and max_victims < 1:
+        raise ValueError(f"max_victims must be >= 1 or None, got {max_victims}")
     state = state or PolicyState()
     if settings.policy == "auto":
         state = _track_knee(history, settings, state)
@@ -306,7 +476,9 @@ def decide(
     return (
         _budget_guard(history, settings, state, spend, steps, guards)
         or _deadline_guard(history, settings, state, steps, guards)
-        or _POLICIES[settings.policy](history, settings, state, steps, guards)
+        or _POLICIES[settings.policy](
+            history, settings, state, steps, guards, spend=spend, max_victims=max_victims
+        )
     )
 
 
@@ -316,7 +488,7 @@ def _decision(
     reason: Reason,
     state: PolicyState,
     figures: Figures,
-    victim: str | None = None,
+    victims: Sequence[str] = (),
 ) -> Decision:
     now = history[-1]
     if action is Action.EVICT:
@@ -327,9 +499,9 @@ def _decision(
         workers=len(now.workers),
         action=action,
         reason=reason,
-        victim=victim,
         figures=figures,
         state=state,
+        victims=tuple(victims),
     )
 
 
@@ -339,29 +511,40 @@ def _evict(
     state: PolicyState,
     figures: Figures,
     reason: Reason,
+    victims: Sequence[str] | None = None,
 ) -> Decision:
-    """Evict the victim for ``reason``, unless the interval or ``min_workers`` forbids it."""
+    """Evict ``victims`` (default: the one the victim rule names) for ``reason``, unless the
+    interval or ``min_workers`` forbids it; never below ``min_workers``."""
     now = history[-1]
     if len(now.workers) <= settings.min_workers:
         return _decision(history, Action.KEEP, Reason.MIN_WORKERS, state, figures)
     last = state.last_eviction_seconds
     if last is not None and now.wall_seconds - last < settings.interval_seconds:
         return _decision(history, Action.KEEP, Reason.INTERVAL, state, figures)
-    victim = most_idle(history, settings.window_rounds)
-    return _decision(history, Action.EVICT, reason, state, figures, victim)
+    if victims is None:
+        victims = (most_idle(history, settings.window_rounds),)
+    victims = tuple(victims)[: len(now.workers) - settings.min_workers]
+    return _decision(history, Action.EVICT, reason, state, figures, victims)
 
 
 # --- the policies ----------------------------------------------------------------------------
 
 
-def _none(history, settings, state, steps, guards) -> Decision:
+def _none(history, settings, state, steps, guards, **_) -> Decision:
     return _decision(history, Action.KEEP, Reason.POLICY_NONE, state, guards)
 
 
-def _auto(history, settings, state, steps, guards) -> Decision:
-    """MLLess's rule: after the knee, evict while s_Delta < S (seed 002, eq. 1)."""
+def _auto(history, settings, state, steps, guards, spend=None, max_victims=None) -> Decision:
+    """After the knee: the ``model`` rule (:func:`_model_rule`) or MLLess's (:func:`_mlless`)."""
     if state.reference is None or state.reference_step_seconds is None or steps is None:
         return _decision(history, Action.KEEP, Reason.BEFORE_KNEE, state, guards)
+    if settings.rule == "model":
+        return _model_rule(history, settings, state, guards, spend, max_victims)
+    return _mlless(history, settings, state, steps, guards)
+
+
+def _mlless(history, settings, state, steps, guards) -> Decision:
+    """MLLess's rule: after the knee, evict while s_Delta < S (seed 002, eq. 1)."""
     now = history[-1]
     segment = history[_segment_start(history, state.knee_iteration) :]
     workers = len(now.workers)
@@ -397,7 +580,247 @@ def _auto(history, settings, state, steps, guards) -> Decision:
     return _evict(history, settings, state, figures, Reason.GAP_UNDER_THRESHOLD)
 
 
-def _idle(history, settings, state, steps, guards) -> Decision:
+MIN_GAIN = 0.01
+"""The ``model`` rule shrinks only for a projected Perf/$ gain above 1 %: the projections are
+not exact, and a handover is not free."""
+ROUND_MODEL_ROUNDS = 3
+"""Rounds of the current pool the round-time model is fitted on (the latest; x-steps get
+cheaper as the iterates settle, so older rounds would overstate the compute)."""
+
+
+def _model_rule(history, settings, state, guards, spend, max_victims) -> Decision:
+    """After the knee: shrink to the pool size that maximizes the projected Perf/$ of the job,
+    within ``max_slowdown`` of the initial pool's projected time and under the loss-gap rule,
+    all victims in one decision (:func:`choose_pool`)."""
+    now = history[-1]
+    workers = len(now.workers)
+    figures = replace(
+        guards,
+        reference=state.reference,
+        reference_step_seconds=state.reference_step_seconds,
+        target_workers=workers,
+    )
+    if workers <= settings.min_workers:
+        return _decision(history, Action.KEEP, Reason.MIN_WORKERS, state, figures)
+    last = state.last_eviction_seconds
+    if last is not None and now.wall_seconds - last < settings.interval_seconds:
+        return _decision(history, Action.KEEP, Reason.INTERVAL, state, figures)
+    model = fit_round_model(history)
+    if model is None:
+        return _decision(history, Action.KEEP, Reason.TOO_FEW_POINTS, state, figures)
+    figures = replace(figures, round_model=model, current_step_seconds=model.after(())[0])
+    if spend is None or spend.remaining_iterations is None:
+        return _decision(history, Action.KEEP, Reason.REMAINING_UNKNOWN, state, figures)
+    current = None
+    candidates = choose_pool(history, settings, state, spend, model)
+    chosen = _best(candidates)
+    segment = history[_segment_start(history, state.knee_iteration, by_pool=False) :]
+    if chosen is not candidates[0] and len(segment) >= settings.min_fit_points:
+        # the loss-gap rule, only when a smaller pool is wanted (curve (3) costs a fit)
+        current = fit_curve(segment, history[0], equation=3)
+        candidates = choose_pool(history, settings, state, spend, model, current)
+        chosen = _best(candidates)
+    keep = candidates[0]  # the current pool
+    figures = replace(
+        figures,
+        current=current,
+        target_workers=chosen.workers,
+        candidates=tuple(candidates),
+        s_delta=chosen.s_delta,
+        smaller_pool_step_seconds=chosen.round_seconds if chosen is not keep else None,
+    )
+    if chosen is keep:
+        return _decision(history, Action.KEEP, Reason.MODEL_KEEP, state, figures)
+    victims = chosen.victims[:max_victims] if max_victims is not None else chosen.victims
+    return _evict(history, settings, state, figures, Reason.MODEL_SHRINK, victims)
+
+
+def _best(candidates: Sequence[Candidate]) -> Candidate:
+    """The allowed candidate of highest projected Perf/$ (ties: the larger pool), if it beats
+    the current pool (``candidates[0]``) by more than ``MIN_GAIN``; else the current pool."""
+    keep = candidates[0]
+    best = max((c for c in candidates if c.allowed), key=lambda c: (c.perf_per_dollar, c.workers))
+    return best if best.perf_per_dollar > (1 + MIN_GAIN) * keep.perf_per_dollar else keep
+
+
+def choose_pool(
+    history: Sequence[Observation],
+    settings: ScaleInSettings,
+    state: PolicyState,
+    spend: Spend,
+    model: RoundModel,
+    current: Curve | None = None,
+) -> list[Candidate]:
+    """Every pool size from the current one (first) down to ``min_workers``, projected.
+
+    With R = ``spend.remaining_iterations`` rounds to go, a pool of w' after evicting the w - w'
+    most idle workers (their blocks moved as the coordinator moves them) projects
+
+    - round time d(w') = :class:`RoundModel` at its busiest worker's blocks;
+    - handover h: the largest extra time a past handover took in this run, or, before the first,
+      one round d(w') (the survivors load the moved blocks before their next x-steps);
+    - solve time T(w') = now + h + R d(w'), dollars $(w') = spent + rate(w') (h + R d(w'));
+    - Perf/$ = 1 / (T(w') $(w')) and the slowdown T(w') / T_P - 1, where T_P is the projected
+      solve time had the initial pool been kept: the time of the last round before the first
+      eviction plus every round since and to go at d(initial pool);
+    - with ``current`` (curve (3)), seed 002's loss gap with d(w') as the current step time.
+
+    A candidate is allowed when its slowdown is at most ``max_slowdown`` and its loss gap (when
+    known) under ``threshold``; the current pool always is.
+    """
+    now = history[-1]
+    remaining = max(spend.remaining_iterations or 0.0, 0.0)
+    order = idle_order(history, settings.window_rounds)
+    initial_most = max(_blocks(history[0], history).values())
+    left = len(history[0].workers) - len(now.workers)  # their answers, back on the overhead
+    initial_round = model.seconds(initial_most) + model.answer_seconds * max(left, 0)
+    reference_end = _reference_end(history, initial_round, remaining)
+    handover = _past_handover(history, model)
+    t = _step(now, history[0])
+    d_big = state.reference_step_seconds
+    reference_loss = None
+    if current is not None and state.reference is not None and d_big and d_big > 0:
+        reference_loss = state.reference(t + math.floor(settings.delta_seconds / d_big))
+    out = []
+    for n in range(0, len(now.workers) - settings.min_workers + 1):
+        victims = order[:n]
+        d, most = model.after(victims)
+        h = 0.0 if n == 0 else (handover if handover is not None else d)
+        seconds = now.wall_seconds + h + remaining * d
+        dollars = spend.dollars + spend.rates.at(len(now.workers) - n) * (h + remaining * d)
+        gap = None
+        if reference_loss is not None and d > 0:
+            loss = current(t + math.floor(settings.delta_seconds / d))
+            gap = (loss - reference_loss) / abs(reference_loss)
+        slowdown = seconds / reference_end - 1 if reference_end > 0 else math.inf
+        allowed = n == 0 or (
+            slowdown <= settings.max_slowdown and (gap is None or gap < settings.threshold)
+        )
+        out.append(
+            Candidate(
+                workers=len(now.workers) - n,
+                victims=tuple(victims),
+                most_blocks=most,
+                round_seconds=d,
+                handover_seconds=h,
+                seconds=seconds,
+                dollars=dollars,
+                perf_per_dollar=perf_per_dollar(seconds, dollars),
+                slowdown=slowdown,
+                s_delta=gap,
+                allowed=allowed,
+            )
+        )
+    return out
+
+
+def perf_per_dollar(seconds: float, dollars: float) -> float:
+    """1 / (seconds x dollars); inf when free."""
+    product = seconds * dollars
+    return 1.0 / product if product > 0 else math.inf
+
+
+def _reference_end(history, initial_round: float, remaining: float) -> float:
+    """Projected solve time had the initial pool been kept: the wall time of the last round
+    before the first change of pool size (or now), then every later round at ``initial_round``."""
+    first = len(history[0].workers)
+    changed = next((i for i, o in enumerate(history) if len(o.workers) != first), None)
+    if changed is None:
+        return history[-1].wall_seconds + remaining * initial_round
+    before = history[changed - 1].wall_seconds
+    return before + (len(history) - changed + remaining) * initial_round
+
+
+def _past_handover(history, model: RoundModel) -> float | None:
+    """The largest extra time of a handover round seen (its time less the next round's), or
+    None before the first handover has a steady round after it."""
+    extra = None
+    for i in range(1, len(history) - 1):
+        a, b, c = history[i - 1], history[i], history[i + 1]
+        if len(a.workers) != len(b.workers) and len(b.workers) == len(c.workers):
+            stall = (b.wall_seconds - a.wall_seconds) - (c.wall_seconds - b.wall_seconds)
+            extra = max(extra or 0.0, stall)
+    return extra
+
+
+def fit_round_model(
+    history: Sequence[Observation], rounds: int = ROUND_MODEL_ROUNDS
+) -> RoundModel | None:
+    """:class:`RoundModel` from the last ``rounds`` steady rounds of the current pool (not the
+    first round of the solve, not the handover round after a change); None if there are none."""
+    start = max(_segment_start(history, None) + 1, 1)
+    steady = [
+        history[i - 1 : i + 1] for i in range(max(start, len(history) - rounds), len(history))
+    ]
+    now = history[-1]
+    if not steady or not now.workers:
+        return None
+    overheads = [
+        max(b.wall_seconds - a.wall_seconds - max(b.compute.values(), default=0.0), 0.0)
+        for a, b in steady
+    ]
+    compute = {n: median([b.compute.get(n, 0.0) for _, b in steady]) for n in now.workers}
+    spacing = [_answer_spacing(b) for _, b in steady]
+    known = [x for x in spacing if x is not None]
+    return RoundModel(
+        median(overheads),
+        compute,
+        _blocks(now, history),
+        len(steady),
+        answer_seconds=median(known) if known else 0.0,
+    )
+
+
+def _answer_spacing(o: Observation) -> float | None:
+    """Lower quartile of the spacing between consecutive answers taken in, in one round (delay
+    from the broadcast = compute + communication); None without the delays of 3 workers."""
+    if len(o.communication) < 3 or set(o.communication) != set(o.compute):
+        return None
+    delays = sorted(o.compute[n] + o.communication[n] for n in o.compute)
+    gaps = sorted(b - a for a, b in pairwise(delays))
+    at = 0.25 * (len(gaps) - 1)  # the lower quartile, interpolated as numpy's percentile
+    low = math.floor(at)
+    high = min(low + 1, len(gaps) - 1)
+    return gaps[low] + (gaps[high] - gaps[low]) * (at - low)
+
+
+def move_blocks(blocks: Mapping[str, int], victims: Sequence[str]) -> dict[str, int]:
+    """Blocks per survivor once ``victims`` left: each victim's blocks, victim by victim and block
+    by block, go to the survivor holding the fewest (ties by name), as the coordinator moves
+    them."""
+    left = {n: b for n, b in blocks.items() if n not in set(victims)}
+    for victim in victims:
+        for _ in range(blocks[victim]):
+            name = min(left, key=lambda n: (left[n], n))
+            left[name] += 1
+    return left
+
+
+def _blocks(observation: Observation, history: Sequence[Observation]) -> dict[str, int]:
+    """Blocks per worker in ``observation``; when not reported, the first pool's size in
+    blocks (one each) spread over the workers as the coordinator spreads them."""
+    if observation.blocks:
+        return {n: observation.blocks.get(n, 1) for n in observation.workers}
+    total = len(history[0].workers)
+    w = len(observation.workers)
+    return {n: total // w + (i < total % w) for i, n in enumerate(observation.workers)}
+
+
+def idle_order(history: Sequence[Observation], window_rounds: int) -> list[str]:
+    """The active workers in the victim rule's order (:func:`most_idle`): most idle first,
+    ties by name."""
+    start = max(_segment_start(history, None), len(history) - window_rounds)
+    window = history[start:]
+
+    def share(name: str) -> float:
+        idle = sum(o.idle.get(name, 0.0) for o in window)
+        busy = idle + sum(o.compute.get(name, 0.0) for o in window)
+        return idle / busy if busy > 0 else 0.0
+
+    return sorted(sorted(history[-1].workers), key=share, reverse=True)
+
+
+def _idle(history, settings, state, steps, guards, **_) -> Decision:
     """Evict while the pool waits more than it computes (seed 001, Fig. 5)."""
     window = history[-settings.window_rounds :]
     steady = len(history) - _segment_start(history, None) >= settings.window_rounds
@@ -547,10 +970,13 @@ def _step(observation: Observation, first: Observation) -> int:
     return observation.iteration - first.iteration + 1
 
 
-def _segment_start(history: Sequence[Observation], knee_iteration: int | None) -> int:
-    """Index of the first round after both the knee and the last change of pool size."""
+def _segment_start(
+    history: Sequence[Observation], knee_iteration: int | None, by_pool: bool = True
+) -> int:
+    """Index of the first round after both the knee and the last change of pool size
+    (``by_pool=False``: after the knee only)."""
     start = 0
-    for i in range(1, len(history)):
+    for i in range(1, len(history) if by_pool else 0):
         if len(history[i].workers) != len(history[i - 1].workers):
             start = i
     if knee_iteration is not None:
@@ -650,15 +1076,7 @@ def most_idle(history: Sequence[Observation], window_rounds: int) -> str:
     from some of them counts over the rounds it was in. Ties go to the name that sorts first.
     The most idle worker waits longest at the barrier, so the pool misses it least.
     """
-    start = max(_segment_start(history, None), len(history) - window_rounds)
-    window = history[start:]
-
-    def share(name: str) -> float:
-        idle = sum(o.idle.get(name, 0.0) for o in window)
-        busy = idle + sum(o.compute.get(name, 0.0) for o in window)
-        return idle / busy if busy > 0 else 0.0
-
-    return max(sorted(history[-1].workers), key=share)
+    return idle_order(history, window_rounds)[0]
 
 
 def rounds_to_tolerance(
@@ -699,6 +1117,9 @@ class Tracker:
     settings: ScaleInSettings
     observations: list[Observation] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    max_victims: int | None = 1
+    """Victims one decision may name (:func:`decide`); 1 for a caller that evicts one worker per
+    decision (the coordinator until it carries out ``Decision.victims``), None: no cap."""
 
     @property
     def active(self) -> bool:
@@ -710,7 +1131,7 @@ class Tracker:
         """Observe a finished round and decide."""
         self.observations.append(observation)
         previous = self.decisions[-1].state if self.decisions else None
-        decision = decide(self.observations, self.settings, previous, spend)
+        decision = decide(self.observations, self.settings, previous, spend, self.max_victims)
         self.decisions.append(decision)
         return decision
 
@@ -718,6 +1139,6 @@ class Tracker:
         """The report's ``scaleIn`` section: the policy, evictions and every decision."""
         return {
             "policy": self.settings.policy,
-            "evictions": sum(d.action is Action.EVICT for d in self.decisions),
+            "evictions": sum(len(d.victims) for d in self.decisions if d.action is Action.EVICT),
             "decisions": [d.to_dict() for d in self.decisions],
         }

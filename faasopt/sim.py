@@ -186,12 +186,28 @@ def simulate(
     *,
     workers: int | None = None,
     data: SimData | None = None,
+    cpu_seconds: dict[tuple[Any, ...], float] | None = None,
+    tracker: scalein.Tracker | None = None,
 ) -> SimResult:
     """Run ``job`` on the simulated platform and return its report and solution.
 
     ``job`` is a TrainingJob, a manifest path or a planned job; ``workers`` overrides its count
     (blocks stay). ``data``, from :func:`load_data` of the same plan, saves loading the blocks
     again. ``scale_in`` (default: the plan's, from the manifest) decides after every round.
+
+    ``cpu_seconds`` holds the CPU seconds of pieces of work that are the same in every run of
+    the job: each block's x-step of each round (``("x-step", k, b)``), each round's reduce
+    (``("reduce", k)``), each block's final loss (``("loss", b)``), and encoding or decoding a
+    message of a kind and size (``("encode" | "decode", kind, bytes)``). A value present is used
+    instead of this run's measurement, a missing one is measured and stored. Runs of one job
+    compute the same iterates whatever their pool, so the same work: pass one dict to several
+    runs to give them the same CPU times (a paired comparison, free of the measuring machine's
+    noise between runs, which reaches tens of per cent on a shared VM). The work still runs;
+    only its clock is shared. The scale-in decision's CPU time is never shared: it is the
+    policy's own cost.
+
+    ``tracker`` replaces ``scalein.Tracker(scale_in, max_victims=None)``, which decides after
+    every round (benchmarks use it to replay a fixed schedule of evictions).
     """
     plan = job if isinstance(job, JobPlan) else plan_job(load(job), workers)
     if isinstance(job, JobPlan) and workers is not None:
@@ -202,6 +218,8 @@ def simulate(
         settings or SimSettings(),
         scale_in or plan.scale_in,
         data or load_data(plan),
+        cpu_seconds,
+        tracker,
     ).run()
 
 
@@ -233,6 +251,8 @@ class _Simulation:
         settings: SimSettings,
         scale_in: scalein.ScaleInSettings,
         data: SimData,
+        cpu_seconds: dict[tuple[Any, ...], float] | None = None,
+        tracker: scalein.Tracker | None = None,
     ) -> None:
         if len(data.blocks) != plan.n_blocks:
             raise ValueError(f"data has {len(data.blocks)} blocks, the plan {plan.n_blocks}")
@@ -252,13 +272,15 @@ class _Simulation:
         self.messages: list[MessageRecord] = []
         self.msg_ids: dict[str, int] = {}
         self.rounds: list[RoundReport] = []
-        self.tracker = scalein.Tracker(scale_in)
+        # several victims at once
+        self.tracker = tracker or scalein.Tracker(scale_in, max_victims=None)
         self.lifetimes: dict[str, float] = {}
         self.now = 0.0
         self.hub_out = 0.0  # when the server's link to workers is next free
         self.hub_in = 0.0  # when its link from workers is next free
         self.coordinator_free = 0.0
         self.compute_cpu = 0.0
+        self.cpu_seconds = cpu_seconds
         self.error: str | None = None
 
     # --- the run ----------------------------------------------------------------------------
@@ -356,6 +378,7 @@ class _Simulation:
         record, cpu = _timed(
             lambda: c.reduce(x, loss.tolist(), evaluations.tolist(), iterations.tolist())
         )
+        cpu = self._shared(("reduce", k), cpu)
         self.now = self.coordinator_free + cpu
         self.rounds.append(RoundReport(record, self.now - solve_started, timings))
 
@@ -370,27 +393,34 @@ class _Simulation:
         come from the decoded message, as in a worker.
         """
         c, data = self.consensus, self.data.blocks
-        started = time.thread_time()
         if isinstance(message, p.Finish):
-            out = [logistic_loss(data[b].A, data[b].y, message.z) for b in blocks]
-            return time.thread_time() - started, out
+            out, cpu = [], 0.0
+            for b in blocks:
+                loss, seconds = _timed(lambda b=b: logistic_loss(data[b].A, data[b].y, message.z))
+                out.append(loss)
+                cpu += self._shared(("loss", b), seconds)
+            return cpu, out
         st, local = c.state, c.settings.local
-        out = [
-            block_step(
-                data[b].A,
-                data[b].y,
-                st.x[b],
-                st.u[b],
-                message.z,
-                st.z_u,
-                float(message.rho[b]),
-                float(st.rho_u[b]),
-                c.settings.relaxation,
-                with_tolerance(local, message.gradient_tolerance[b]),
+        out, cpu = [], 0.0
+        for b in blocks:
+            started = time.thread_time()
+            out.append(
+                block_step(
+                    data[b].A,
+                    data[b].y,
+                    st.x[b],
+                    st.u[b],
+                    message.z,
+                    st.z_u,
+                    float(message.rho[b]),
+                    float(st.rho_u[b]),
+                    c.settings.relaxation,
+                    with_tolerance(local, message.gradient_tolerance[b]),
+                )
             )
-            for b in blocks
-        ]
-        cpu = time.thread_time() - started
+            seconds = time.thread_time() - started
+            seconds = self._shared(("x-step", message.iteration, b), seconds)
+            cpu += seconds
         self.compute_cpu += cpu
         return cpu, out
 
@@ -417,7 +447,11 @@ class _Simulation:
         """The scale-in decision after the last round, taken on the virtual history."""
         last = self.rounds[-1]
         observation = scalein.Observation.of_round(
-            last.record.iteration, last.record.objective, last.elapsed_seconds, last.timings
+            last.record.iteration,
+            last.record.objective,
+            last.elapsed_seconds,
+            last.timings,
+            blocks={name: len(w.blocks) for name, w in self.pool.items()},
         )
         spend = self._spend()
         decision, cpu = _timed(lambda: self.tracker.after_round(observation, spend))
@@ -427,7 +461,7 @@ class _Simulation:
             for w in self.pool.values():
                 self.lifetimes[w.record.name] = self.now - w.record.invoked_at
         elif decision.action is scalein.Action.EVICT:
-            self._evict(decision.victim, decision.reason.value)
+            self._evict(decision.victims, decision.reason.value)
 
     def _spend(self) -> scalein.Spend:
         """Dollars so far and the cost rates, for the budget guard."""
@@ -452,18 +486,20 @@ class _Simulation:
             ),
         )
 
-    def _evict(self, victim: str, reason: str) -> None:
-        """Retire ``victim``; its blocks go, one by one, to the survivors holding the fewest
-        blocks (ties by name), which get their state and load their data."""
-        gone = self.pool.pop(victim)
-        gone.record.ended = f"evicted: {reason}"
-        self.lifetimes[victim] = self.now - gone.record.invoked_at
+    def _evict(self, victims: Sequence[str], reason: str) -> None:
+        """Retire ``victims`` (all at once); their blocks go, victim by victim and one by one,
+        to the survivors holding the fewest blocks (ties by name), which get their state in one
+        assign each and load their data. Each victim is billed until now."""
+        gone = [self.pool.pop(victim) for victim in victims]
         moved: dict[str, list[int]] = {}
-        for b in gone.blocks:
-            name = min(self.pool, key=lambda n: (len(self.pool[n].blocks), n))
-            self.pool[name].blocks = tuple(sorted((*self.pool[name].blocks, b)))
-            moved.setdefault(name, []).append(b)
-        for name, blocks in moved.items():
+        for worker in gone:
+            worker.record.ended = f"evicted: {reason}"
+            self.lifetimes[worker.record.name] = self.now - worker.record.invoked_at
+            for b in worker.blocks:
+                name = min(self.pool, key=lambda n: (len(self.pool[n].blocks), n))
+                self.pool[name].blocks = tuple(sorted((*self.pool[name].blocks, b)))
+                moved.setdefault(name, []).append(b)
+        for name, blocks in sorted(moved.items()):
             self._assign(name, tuple(blocks), self.now)
 
     # --- messages -----------------------------------------------------------------------------
@@ -550,13 +586,20 @@ class _Simulation:
         frames, cpu = _timed(
             lambda: p.encode(message, self.key, sender, msg_id, self.settings.max_payload)
         )
+        cpu = self._shared(("encode", message.KIND, sum(map(len, frames))), cpu)
         self.messages.append(
             MessageRecord(message.KIND, sender, iteration, msg_id, tuple(map(len, frames)), copies)
         )
         return frames, cpu
 
-    @staticmethod
-    def _decode(decoder: p.Decoder, frames: Sequence[bytes]) -> tuple[Any, float]:
+    def _shared(self, key: tuple[Any, ...], seconds: float) -> float:
+        """CPU seconds of the work ``key``: the shared figure if there is one (``cpu_seconds``
+        of :func:`simulate`), else this measurement, which is then shared."""
+        if self.cpu_seconds is None:
+            return seconds
+        return self.cpu_seconds.setdefault(key, seconds)
+
+    def _decode(self, decoder: p.Decoder, frames: Sequence[bytes]) -> tuple[Any, float]:
         def feed():
             message = None
             for frame in frames:
@@ -565,7 +608,8 @@ class _Simulation:
                 raise RuntimeError(f"frames did not decode: {dict(decoder.rejected)}")
             return message
 
-        return _timed(feed)
+        message, cpu = _timed(feed)
+        return message, self._shared(("decode", message.KIND, sum(map(len, frames))), cpu)
 
     # --- the report ---------------------------------------------------------------------------
 

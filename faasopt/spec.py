@@ -512,7 +512,17 @@ class ScaleIn(_Model):
             "threshold); idle: evict while the pool idles more than idleShare; none."
         ),
     )
-    interval_seconds: PositiveFloat = Field(20.0, description="T: at most one eviction per T.")
+    rule: Literal["model", "mlless"] = Field(
+        "model",
+        description=(
+            "auto after the knee: model (the pool size of highest projected Perf/$ within "
+            "maxSlowdown, several workers in one decision) or mlless (seed 002, eq. 1: one "
+            "worker per interval while the projected loss gap is under threshold)."
+        ),
+    )
+    interval_seconds: PositiveFloat = Field(
+        20.0, description="T: at most one eviction decision per T."
+    )
     delta_seconds: PositiveFloat = Field(10.0, description="Delta, the horizon of s_Delta (<= T).")
     threshold: PositiveFloat = Field(0.15, description="S, the largest projected loss gap.")
     knee_tolerance: PositiveFloat = Field(
@@ -526,6 +536,13 @@ class ScaleIn(_Model):
         0.5, gt=0, lt=1, description="idle evicts above this idle / (idle + compute)."
     )
     window_rounds: StrictInt = Field(10, ge=1, description="Rounds the idle share looks at.")
+    max_slowdown: NonNegativeFloat = Field(
+        0.10,
+        description=(
+            "model: the largest projected solve time, as a share over the initial pool's "
+            "projected time, that a smaller pool may cost."
+        ),
+    )
 
     @model_validator(mode="after")
     def _delta_within_interval(self) -> ScaleIn:

@@ -207,3 +207,22 @@ def test_scale_in_moves_sgd_blocks_with_their_exact_state(manifest, sgd):
     assert workers[0] == 4 and workers[-1] == 4 - len(evicted) >= 2
     assert _losses(result) == [r.loss for r in reference.history]
     np.testing.assert_array_equal(result.solution, reference.x)
+
+
+def test_auto_scale_in_on_sgd_evicts_after_the_knee_and_keeps_the_loss(manifest):
+    """MLLess's scheduler on GA-SGD (its own setting): no eviction before the knee of the
+    minibatch-loss curve, evictions after it, and the loss sequence of the reference (the
+    iterates do not depend on the pool), so well within the tolerance S of the full pool's."""
+    scale_in = {"policy": "auto", "rule": "mlless", "minWorkers": 2,
+                "intervalSeconds": 0.05, "deltaSeconds": 0.05}  # fmt: skip
+    patch = merge(_sgd_patch(GA, count=4), {"spec": {"scaleIn": scale_in}})
+    job = TrainingJob.from_yaml(manifest(patch))
+    result = faasopt.run(job, quiet_workers=True)
+    reference, _ = _reference(job)
+    decisions = result.report["scaleIn"]["decisions"]
+    evictions = [d for d in decisions if d["action"] == "evict"]
+    assert evictions and result.report["scaleIn"]["evictions"] == len(evictions)
+    knee = min(d["kneeIteration"] for d in decisions if d["kneeIteration"] is not None)
+    assert all(d["iteration"] >= knee for d in evictions)
+    assert [len(e["perWorker"]) for e in result.report["trace"]][-1] < 4
+    assert _losses(result) == [r.loss for r in reference.history]

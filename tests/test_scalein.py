@@ -83,7 +83,10 @@ def run(
     return history, decisions
 
 
-AUTO = ScaleInSettings(policy="auto", interval_seconds=5.0, delta_seconds=2.5, min_workers=2)
+AUTO = ScaleInSettings(
+    policy="auto", rule="mlless", interval_seconds=5.0, delta_seconds=2.5, min_workers=2
+)
+"""MLLess's rule (seed 002, eq. 1), one worker per interval."""
 
 
 # --- smoothing and the knee --------------------------------------------------------------------
@@ -148,7 +151,7 @@ def test_auto_evicts_nobody_before_the_knee_and_someone_after():
 
 def test_auto_never_goes_below_min_workers():
     settings = ScaleInSettings(
-        policy="auto", interval_seconds=2.0, delta_seconds=1.0, min_workers=3
+        policy="auto", rule="mlless", interval_seconds=2.0, delta_seconds=1.0, min_workers=3
     )
     history, decisions = run(settings, rounds=150)
     sizes = [len(o.workers) for o in history]
@@ -204,7 +207,9 @@ def test_auto_keeps_the_pool_when_the_projected_gap_is_over_s():
 def test_the_first_eviction_after_the_knee_is_not_unconditional():
     """MLLess's code evicts at the knee unconditionally; here a bad gap keeps the pool."""
 
-    never = ScaleInSettings(policy="auto", interval_seconds=5.0, delta_seconds=2.5, threshold=-0.05)
+    never = ScaleInSettings(
+        policy="auto", rule="mlless", interval_seconds=5.0, delta_seconds=2.5, threshold=-0.05
+    )
     history, decisions = run(never, rounds=80)  # S < 0: fewer workers must be 5 % ahead
     assert any(d.state.knee_iteration is not None for d in decisions)
     assert all(d.action is Action.KEEP for d in decisions)

@@ -14,6 +14,7 @@ import yaml
 from conftest import BASE_MANIFEST, merge
 
 import faasopt
+from faasopt import scalein
 
 JOB = {
     "spec": {
@@ -48,7 +49,10 @@ def _objectives(result) -> list[float]:
 
 @pytest.mark.parametrize(
     "policy",
-    [{"policy": "auto", **FAST}, {"policy": "idle", "idleShare": 0.01, "windowRounds": 2, **FAST}],
+    [
+        {"policy": "auto", "rule": "mlless", **FAST},
+        {"policy": "idle", "idleShare": 0.01, "windowRounds": 2, **FAST},
+    ],
     ids=["auto", "idle"],
 )
 def test_a_shrinking_pool_keeps_the_iterates(manifest, unshrunk, policy):
@@ -92,3 +96,37 @@ def test_a_budget_stops_the_job_and_keeps_the_last_solution(manifest, unshrunk):
     assert report["trace"][-1]["scaleIn"]["action"] == "stop"
     assert np.count_nonzero(result.solution) > 0
     assert all(math.isfinite(e["objective"]) for e in report["trace"])
+
+
+def test_one_decision_evicts_several_workers(manifest, unshrunk, monkeypatch):
+    """A decision that names two victims (the ``model`` rule's kind) empties two workers at once;
+    the iterates do not change."""
+    decide = scalein.decide
+
+    def two_at_once(history, settings, state=None, spend=None, max_victims=None):
+        decision = decide(history, settings, state, spend, max_victims)
+        now = history[-1]
+        if now.iteration != 5 or len(now.workers) != 4:
+            return decision
+        victims = tuple(scalein.idle_order(history, settings.window_rounds)[:2])
+        return scalein.Decision(
+            now.iteration,
+            now.wall_seconds,
+            4,
+            scalein.Action.EVICT,
+            scalein.Reason.MODEL_SHRINK,
+            state=decision.state,
+            victims=victims,
+        )
+
+    monkeypatch.setattr(scalein, "decide", two_at_once)
+    result = run(manifest, {"policy": "auto", **FAST})
+    report = result.report
+    assert _objectives(result) == _objectives(unshrunk)  # bit for bit
+    np.testing.assert_array_equal(result.solution, unshrunk.solution)
+    workers = [entry["workers"] for entry in report["trace"]]
+    assert workers[:6] == [4] * 6 and set(workers[6:]) == {2}
+    evicted = sorted(c["worker"] for c in report["coldStarts"] if c["ended"])
+    decision = next(d for d in report["scaleIn"]["decisions"] if d["action"] == "evict")
+    assert decision["iteration"] == 5 and sorted(decision["victims"]) == evicted
+    assert report["scaleIn"]["evictions"] == 2

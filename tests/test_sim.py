@@ -100,7 +100,7 @@ def test_auto_scale_in_evicts_after_the_knee_and_keeps_the_iterates(manifest):
     none = simulate(plan, data=data)
     auto = simulate(
         plan,
-        scale_in=ScaleInSettings(policy="auto", interval_seconds=0.0, min_workers=2),
+        scale_in=ScaleInSettings(policy="auto", rule="mlless", interval_seconds=0.0, min_workers=2),
         data=data,
     )
     assert auto.objective == pytest.approx(none.objective, rel=1e-9, abs=0)
@@ -188,3 +188,59 @@ def test_first_come_first_served():
     out = first_come_first_served({"b": 1.0, "a": 0.0, "c": 1.0}, {"a": 2.0, "b": 1.0, "c": 1.0})
     assert out == {"a": (0.0, 2.0), "b": (2.0, 3.0), "c": (3.0, 4.0)}
     assert first_come_first_served({"a": 0.0}, {"a": 1.0}, free_at=5.0) == {"a": (5.0, 6.0)}
+
+
+def test_model_rule_evicts_several_workers_at_once_and_keeps_the_iterates(manifest):
+    """Tiny blocks on Lambda: the rounds are overhead-bound (one answer per worker to take in),
+    so a smaller pool pays, and one decision names several victims."""
+    job = _job(
+        manifest,
+        {"samples": 1600, "features": 100, "density": 0.05, "seed": 4},
+        {**PAPER_ADMM, "primalTolerance": 1e-5, "dualTolerance": 1e-5},
+        count=16,
+    )
+    plan = plan_job(job)
+    data = load_data(plan)
+    shared: dict = {}
+    none = simulate(plan, LAMBDA, data=data, cpu_seconds=shared)
+    settings = ScaleInSettings(policy="auto", interval_seconds=0.0, min_workers=3)
+    auto = simulate(plan, LAMBDA, settings, data=data, cpu_seconds=shared)
+    assert _objectives(auto.report) == _objectives(none.report)
+    np.testing.assert_array_equal(auto.solution, none.solution)
+
+    evictions = [d for d in auto.decisions if d.action is Action.EVICT]
+    assert evictions and max(len(d.victims) for d in evictions) >= 2
+    first = evictions[0]
+    assert first.reason.value == "ModelShrink" and first.iteration >= first.state.knee_iteration
+    assert all(d.reason.value == "BeforeKnee" for d in auto.decisions if d.iteration < 5)
+    workers = [entry["workers"] for entry in auto.report["trace"]]
+    assert workers[0] == 16 and min(workers) >= 3 and workers[-1] < 16
+    assert all(a >= b for a, b in pairwise(workers))
+    assert workers[first.iteration + 1] == 16 - len(first.victims)
+    victims = [v for d in evictions for v in d.victims]
+    ended = [c["worker"] for c in auto.report["coldStarts"] if c["ended"]]
+    assert sorted(ended) == sorted(victims) and len(set(victims)) == len(victims)
+    assert auto.report["scaleIn"]["evictions"] == len(victims) == 16 - workers[-1]
+    # a victim is billed until its eviction: less than any worker that stayed to the end
+    bill = auto.report["dollarsPerWorker"]
+    stayed = min(bill[w] for w in bill if w not in victims)
+    assert max(bill[v] for v in victims) < stayed
+    assert auto.report["costDollars"] < none.report["costDollars"]
+
+
+def test_runs_sharing_cpu_seconds_share_their_clock(manifest):
+    job = _job(manifest, {"samples": 2000, "features": 100, "density": 0.05, "seed": 1}, count=4)
+    plan = plan_job(job)
+    data = load_data(plan)
+    shared: dict = {}
+    first = simulate(plan, LAMBDA, data=data, cpu_seconds=shared)
+    second = simulate(plan, LAMBDA, data=data, cpu_seconds=shared)
+    compute = [
+        [{n: t["compute"] for n, t in e["perWorker"].items()} for e in r.report["trace"]]
+        for r in (first, second)
+    ]
+    assert compute[0] == compute[1]  # the x-steps' clock is shared; the decisions' own is not
+    kinds = {key[0] for key in shared}
+    assert kinds == {"x-step", "reduce", "loss", "encode", "decode"}
+    rounds = first.report["iterations"]
+    assert sum(key[0] == "x-step" for key in shared) == rounds * plan.n_blocks
