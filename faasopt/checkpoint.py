@@ -16,12 +16,15 @@ import json
 import math
 import struct
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from nats.js.errors import NotFoundError
 
 from faasopt.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from faasopt.plan import JobPlan
 
 FORMAT = "faasopt.checkpoint.v3"
 _PREFIX = struct.Struct("<8sI")
@@ -108,13 +111,17 @@ def decode(data: bytes, job: str, fingerprint: str) -> Checkpoint:
     )
 
 
-def fingerprint(settings: Any, source: dict[str, Any], n_blocks: int) -> str:
-    """What makes two runs the same problem: settings, data and blocks (not the workers)."""
-    text = json.dumps(
-        {"settings": asdict(settings), "source": source, "blocks": n_blocks},
-        sort_keys=True,
-        default=str,
-    )
+def fingerprint(plan: JobPlan) -> str:
+    """What makes two runs the same problem: the algorithm and its settings, the problem (SGD's
+    penalties, PMF's), the data and the blocks (not the workers)."""
+    same = {
+        "algorithm": plan.algorithm,
+        "settings": asdict(plan.settings),
+        "problem": plan.problem,
+        "source": plan.source,
+        "blocks": plan.n_blocks,
+    }
+    text = json.dumps(same, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -278,7 +278,8 @@ class Coordinator:
         self.price = cost.price_of(plan.platform)
         self._started = time.perf_counter()
         self.store = store
-        self.fingerprint = fingerprint(plan.settings, plan.source, plan.n_blocks)
+        self.fingerprint = fingerprint(plan)
+        self._elapsed_before = 0.0  # solve seconds of the run a checkpoint resumes
         self._checkpointed = (0, time.perf_counter())  # (iteration, when)
         if resume is not None:
             self._restore(resume)
@@ -286,6 +287,7 @@ class Coordinator:
 
     def _restore(self, cp: Checkpoint) -> None:
         self.rounds = [RoundReport.from_dict(r) for r in cp.rounds]
+        self._elapsed_before = self.rounds[-1].elapsed_seconds if self.rounds else 0.0
         self.driver.restore([r.record for r in self.rounds], cp.state)
         self._checkpointed = (cp.iteration, time.perf_counter())
 
@@ -528,7 +530,8 @@ class Coordinator:
         """Retire ``victim``; each of its blocks goes to the admitted survivor holding the fewest
         blocks (ties by name), which is handed their exact state: the iterates do not change.
         ``leaving``: the other workers evicted by the same decision, which take no blocks."""
-        survivors = sorted(set(self.workers) - {victim} - set(leaving) - self._starting)
+        going = {victim, *leaving, *self._starting, *self._leaving, *self._retiring}
+        survivors = sorted(set(self.workers) - going)  # not to workers leaving now either
         if not survivors:  # nobody ready to take the blocks over: keep the pool this round
             return
         gone = self.workers.pop(victim)
@@ -644,7 +647,7 @@ class Coordinator:
         self._broadcasts = [*self._broadcasts[-1:], sent]
         evicting = tuple(sorted(set(self._evicting) & set(self.workers)))
         leave = tuple(sorted({*evicting, *self._retiring} & set(self.workers)))
-        broadcast = self.driver.broadcast(leave) if leave else self.driver.broadcast()
+        broadcast = self.driver.broadcast(leave)
         await self._publish(self.subjects.ctl, broadcast)
 
         def answer(t: float, msg: p.Message) -> bool:
@@ -664,14 +667,14 @@ class Coordinator:
         patience = max(self.settings.presumed_dead_seconds, 10.0 * self._slowest_round)
         await self._gather(answer, f"round {k}", patience, in_flight=broadcast)
         self._slowest_round = max(self._slowest_round, time.perf_counter() - sent)
-        record = self.driver.reduce(time.perf_counter() - solve_started)
+        record = self.driver.reduce(self._elapsed(solve_started))
         for victim in evicting:  # they answered with their blocks' states: move them now
             why = self._evicting.pop(victim)
             if victim in self.workers:  # not replaced in the meantime (a death ends it too)
                 await self._evict(victim, why, leaving=evicting)
         if record is None:  # a round the trace does not list (k-means++ seeding)
             return
-        report = RoundReport(record, time.perf_counter() - solve_started, timings, self.dollars())
+        report = RoundReport(record, self._elapsed(solve_started), timings, self.dollars())
         self.rounds.append(report)
         await self._checkpoint()
         try:
@@ -679,6 +682,10 @@ class Coordinator:
         finally:  # observers see the round, and the eviction or stop it led to
             if self.on_round is not None:
                 self.on_round(report)
+
+    def _elapsed(self, solve_started: float) -> float:
+        """Solve seconds so far, counting those of the run a checkpoint resumed."""
+        return self._elapsed_before + time.perf_counter() - solve_started
 
     def _note_time_left(self, result: p.Result | p.Answer) -> None:
         """What a worker's result says about its time limit, for :meth:`_rotate`."""
@@ -765,7 +772,8 @@ class Coordinator:
                 else:
                     self._replace_the_lost(answered, since, phase, patience)
                     await self._ask_again(in_flight, answered, asked)
-                    if isinstance(in_flight, p.Iterate):
+                    stateless = not self.driver.hands_back  # a copy cannot fork a block's state
+                    if isinstance(in_flight, (p.Iterate, p.Round)) and stateless:
                         self._speculate(answered, started)
             if msg is None:
                 continue

@@ -178,6 +178,14 @@ RULES: dict[tuple[str, str | None], dict[str, Any]] = {
                 "message": "loss kmeans is trained by kmeans, and kmeans trains only loss kmeans",
                 "fieldPath": ".algorithm",
             },
+            {  # TrainingJob._cross_field (spec._combination_problems)
+                "rule": "!has(self.algorithm.sgd) || !has(self.algorithm.sgd.variant) || "
+                "self.algorithm.sgd.variant != 'modelAveraging' || "
+                "!has(self.workers.straggler) || !has(self.workers.straggler.policy) || "
+                "self.workers.straggler.policy != 'speculate'",
+                "message": "straggler policy speculate needs stateless blocks: not modelAveraging",
+                "fieldPath": ".workers.straggler.policy",
+            },
         ]
     },
 }

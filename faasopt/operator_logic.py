@@ -354,9 +354,7 @@ async def _checkpoint(store: JetStreamStore, plan: JobPlan) -> Checkpoint | None
     data = await store.load(checkpoint.key(job))
     if data is None:
         return None
-    return checkpoint.decode(
-        data, job, checkpoint.fingerprint(plan.settings, plan.source, plan.n_blocks)
-    )
+    return checkpoint.decode(data, job, checkpoint.fingerprint(plan))
 
 
 def _running(progress: Progress, plan: JobPlan, saved: Checkpoint | None) -> None:
@@ -427,7 +425,7 @@ def _finish(
     if report["converged"]:
         message = f"converged in {report['iterations']} iterations"
         return Finish(report, "Converged", message)
-    if "primalResidual" not in report:  # SGD's and k-means' budgets
+    if report["algorithm"] != "admm":  # SGD's and k-means' budgets
         message = f"stopped by {report['status']} after {report['iterations']} rounds"
         return Finish(report, "MaxIterations", message)
     message = (

@@ -186,7 +186,8 @@ class Round:
     ``phase`` names what the round does (``step``: an SGD round; ``seed``: a k-means++ round;
     ``lloyd``: a k-means round) and ``model`` is what every block needs for it: the shared
     model (SGD), the centroids chosen so far or the current ones (k-means). The workers named in
-    ``leave`` (evicted by scale-in) answer, with their blocks' states, and leave.
+    ``leave`` (evicted by scale-in, or rotated out by a successor that is ready) answer with their
+    blocks' states, and leave.
     """
 
     KIND: ClassVar[str] = "round.v1"
@@ -204,7 +205,8 @@ class Answer:
     Per block, in the order of ``blocks``: ``width`` numbers of ``scalars`` (a loss, a row
     count...) and ``sizes[i]`` numbers of ``values`` (a gradient, a sparse update as indices then
     values, cluster sums...); what they mean is the algorithm's (``faasopt.algorithms``).
-    ``state`` holds the blocks' states when the worker leaves (rotation), else it is empty.
+    ``state_sizes`` is empty, or, when the worker leaves alive (its time limit, or named in the
+    round's ``leave``), the sizes of its blocks' states, which follow the parts in ``values``.
     """
 
     KIND: ClassVar[str] = "answer.v1"
@@ -222,7 +224,7 @@ class Answer:
     leaving: bool = False
     seconds_left: float | None = None
     state_sizes: tuple[int, ...] = ()
-    """Per block, how many of the last numbers of ``values`` are its state (rotation only)."""
+    """Per block, how many of the last numbers of ``values`` are its state (when it leaves)."""
 
     def __post_init__(self) -> None:
         nb = len(self.blocks)

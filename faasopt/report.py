@@ -22,10 +22,10 @@ from faasopt.solvers.pmf import PmfProblem, rmse
 REPORT_FILE = "report.json"
 SOLUTION_FILE = "solution.npy"
 SLOWEST_SHARE = 0.1
+"""Responsiveness (seed 001, Sec. II-B, Fig. 9): a round's slowest ceil(10 % of W) workers."""
 CONVERGED = frozenset({"converged", "lossThreshold"})
 """Statuses of a run that met its goal: ADMM's and k-means' tolerances, SGD's loss threshold.
 An SGD run without a loss threshold trains for its budget: any end of it meets the goal."""
-"""Responsiveness (seed 001, Sec. II-B, Fig. 9): a round's slowest ceil(10 % of W) workers."""
 
 
 def slowest(delays: Mapping[str, float], share: float = SLOWEST_SHARE) -> list[str]:

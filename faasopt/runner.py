@@ -265,6 +265,4 @@ async def _last_checkpoint(store: checkpoint.CheckpointStore, plan: JobPlan) -> 
     data = await store.load(checkpoint.key(job))
     if data is None:
         raise CheckpointError(f"no checkpoint of {job} to resume from")
-    return checkpoint.decode(
-        data, job, checkpoint.fingerprint(plan.settings, plan.source, plan.n_blocks)
-    )
+    return checkpoint.decode(data, job, checkpoint.fingerprint(plan))

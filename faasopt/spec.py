@@ -777,6 +777,16 @@ def _combination_problems(spec: TrainingJobSpec) -> list[FieldProblem]:
             problems.append(
                 FieldProblem(f"spec.problem.{name}", f"is for loss {name} only, got loss {loss}")
             )
+    sgd = spec.algorithm.sgd
+    averaging_models = sgd is not None and sgd.variant is Variant.MODEL_AVERAGING
+    if averaging_models and spec.workers.straggler.policy == "speculate":
+        problems.append(
+            FieldProblem(
+                "spec.workers.straggler.policy",
+                "speculate needs stateless blocks; under modelAveraging each block keeps its "
+                "optimizer and unsent updates on its worker, which a copy would fork",
+            )
+        )
     if loss == "kmeans" and problem.kmeans is None:
         problems.append(FieldProblem("spec.problem.kmeans", "required when loss is kmeans (k)"))
     for name, default in (("l1", L1_DEFAULT), ("l2", L2_DEFAULT)):

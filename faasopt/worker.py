@@ -33,6 +33,7 @@ from nats.errors import Error as NatsError
 from faasopt import protocol as p
 from faasopt.algorithms import Runner, runner_for
 from faasopt.data import Block, load_blocks
+from faasopt.errors import ProtocolError
 from faasopt.invocation import deadline_from
 from faasopt.nats_client import connect, disconnect
 from faasopt.payload import NATS_TOKEN_ENV, PAYLOAD_ENV, WorkerPayload
@@ -189,7 +190,11 @@ async def _loop(payload: WorkerPayload, state: _State, inbox, send, decoder: p.D
                     None, load_blocks, payload.data, tuple(missing), payload.n_blocks
                 )
                 state.data.update(zip(missing, loaded, strict=True))
-            runner.take(message)
+            try:
+                runner.take(message)
+            except ProtocolError as exc:
+                decoder.reject(exc.reason)
+                continue
             state.ready_for = message.iteration
             if waiting is None:
                 continue
@@ -229,6 +234,9 @@ async def _loop(payload: WorkerPayload, state: _State, inbox, send, decoder: p.D
                 log.info("round %d was the last before the time limit; leaving", message.iteration)
                 return
         elif isinstance(message, p.Finish):
+            if not runner.fits(message.z):
+                decoder.reject("bad-shape")
+                continue
             if not runner.ready:
                 waiting = (received, message)
                 continue

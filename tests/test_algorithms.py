@@ -10,7 +10,7 @@ from faasopt import protocol as p
 from faasopt.algorithms import driver_for, runner_for
 from faasopt.algorithms.sgd import problem_from_wire
 from faasopt.data import load_blocks
-from faasopt.errors import ProtocolError
+from faasopt.errors import DataError, ProtocolError
 from faasopt.payload import WorkerPayload
 from faasopt.plan import plan_job
 from faasopt.solvers.kmeans import reference_kmeans
@@ -151,16 +151,68 @@ def test_a_malformed_answer_is_refused_with_its_reason(manifest, change, reason)
     assert refused.value.reason == reason
 
 
-def test_a_sparse_update_with_fractional_indices_is_refused(manifest):
+@pytest.mark.parametrize(
+    ("scalars", "values", "reason"),
+    [
+        ((0.5, 32.0, 0.05, 1.0), [1.5, 2.0], "bad-update"),  # a fractional index
+        ((0.5, 32.0, 0.05, 1.0), [99.0, 2.0], "bad-update"),  # an index out of d = 30
+        ((0.5, 32.0, 0.05, 1.0), [1.0, 2.0, 3.0], "bad-update"),  # indices without values
+        ((0.5, 32.0, 0.05, 0.0), [1.0, 2.0], "bad-update"),  # dense, but not of size d
+        ((0.5, 32.0, 0.05, 0.5), [1.0, 2.0], "bad-field"),  # neither sparse nor dense
+        ((0.5, 0.0, 0.05, 1.0), [1.0, 2.0], "bad-field"),  # no rows
+        ((0.5, 2.5, 0.05, 1.0), [1.0, 2.0], "bad-field"),  # half a row
+    ],
+)
+def test_a_malformed_ma_update_is_refused_whole_and_changes_nothing(
+    manifest, scalars, values, reason
+):
     plan = _plan(manifest, {"sgd": MA_ISP})
     driver = driver_for(plan)
     driver.broadcast()
-    answer = p.Answer("a", 0, (0,), 4, (0.5, 64.0, 0.05, 1.0), (2,), 0.0, 0.0, np.array([1.5, 2.0]))
-    driver.take(answer)  # kept as it came: the update is decoded with the round
-    for block in (1, 2, 3):
-        driver.take(
-            p.Answer("a", 0, (block,), 4, (0.5, 64.0, 0.05, 1.0), (0,), 0.0, 0.0, np.empty(0))
-        )
+    good = (0.5, 32.0, 0.05, 1.0)
+    answer = p.Answer(
+        "a", 0, (0, 1), 4, good + scalars, (2, len(values)), 0.0, 0.0, np.array([1.0, 2.0, *values])
+    )
     with pytest.raises(ProtocolError) as refused:
-        driver.reduce(0.0)
-    assert refused.value.reason == "bad-update"
+        driver.take(answer)
+    assert refused.value.reason == reason
+    assert driver._answers == {}  # not even block 0's part was kept
+
+
+@pytest.mark.parametrize(
+    ("scalars", "values"),
+    [((2.0, 0.0), []), ((-1.0, 1.0), [0.0] * 3), ((0.0, 1.0), [0.0] * 3), ((2.0, 1.0), [0.0])],
+    ids=["weight-without-row", "negative-weight", "row-without-weight", "short-row"],
+)
+def test_a_malformed_k_means_candidate_is_refused(manifest, scalars, values):
+    blobs = {"samples": 90, "features": 3, "centers": 2, "seed": 1}
+    problem = {"loss": "kmeans", "l1": None, "kmeans": {"k": 2},
+               "data": {"synthetic": None, "blobs": blobs}}  # fmt: skip
+    driver = driver_for(_plan(manifest, {"kmeans": {}}, problem))
+    driver.broadcast()
+    with pytest.raises(ProtocolError) as refused:
+        driver.take(p.Answer("a", 0, (0,), 2, scalars, (len(values),), 0.0, 0.0, np.array(values)))
+    assert refused.value.reason == "bad-field"
+
+
+def test_k_means_on_fewer_distinct_rows_than_k_ends_with_a_data_error(manifest, tmp_path):
+    (tmp_path / "two.svm").write_text("".join(f"+1 1:{i % 2}.5\n" for i in range(40)))
+    problem = {"loss": "kmeans", "l1": None, "kmeans": {"k": 3},
+               "data": {"synthetic": None, "libsvm": {"uri": "two.svm"}}}  # fmt: skip
+    plan = _plan(manifest, {"kmeans": {}}, problem)
+    with pytest.raises(DataError, match="k = 3: the data has only 2 distinct rows"):
+        _drive(plan, {0: {"a": (0, 1, 2, 3)}})
+
+
+def test_a_malformed_handover_is_refused_by_the_worker_and_changes_nothing(manifest):
+    plan = _plan(manifest, {"sgd": MA_ISP})
+    runner = _runner(plan, "a", (0, 1))
+    driver = driver_for(plan)
+    runner.take(_wire(driver.assignment("a", "", (0, 1))))
+    before = {b: s.accumulator.copy() for b, s in runner.states.items()}
+    bad = p.Handover("a", (0, 1), (0, 5), np.ones(5))  # block 1: 5 numbers, not a state
+    with pytest.raises(ProtocolError) as refused:
+        runner.take(bad)
+    assert refused.value.reason == "bad-shape"
+    assert all(np.array_equal(runner.states[b].accumulator, before[b]) for b in (0, 1))
+    assert not runner.fits(np.zeros(29)) and runner.fits(np.zeros(30))

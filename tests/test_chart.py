@@ -505,7 +505,7 @@ def test_values_schema_is_closed_at_every_level_and_every_value_is_commented():
 
 
 def test_chart_version_and_notes(chart):
-    assert chart.version == "0.1.15"
+    assert chart.version == "0.1.16"
     text = notes(chart, {})
     commands = re.findall(r"^\s+\d\. (kubectl .*)$", text, re.M)
     assert commands == [

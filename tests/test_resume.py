@@ -182,7 +182,9 @@ def test_other_algorithms_resume_to_the_same_model(manifest, tmp_path, algorithm
 
     out = tmp_path / "run"
     _kill_after(path, out, 18, "--workers", "2")
-    resumed = faasopt.run(path, out=out, resume=True, quiet_workers=True)
+    ran = []
+    resumed = faasopt.run(path, out=out, resume=True, quiet_workers=True, on_round=ran.append)
+    assert 0 < len(ran) < whole.iterations  # from a checkpoint, not from the start
     assert resumed.report["status"] == whole.report["status"]
     assert np.array_equal(resumed.solution, whole.solution)
     trace = [e["objective"] for e in resumed.report["trace"]]

@@ -190,6 +190,7 @@ BAD = [
     ({"spec": {"problem": {"data": {**SR}}}}, "spec.problem.data: exactly one of synthetic, libsvm, ratings, syntheticRatings, blobs must be given, got synthetic, syntheticRatings"),
     ({"spec": {"algorithm": {"sgd": {"significance": 0.7}}}}, "spec.algorithm.sgd.significance: significance > 0 needs variant modelAveraging: under gradientAveraging the step is taken at the coordinator, so no block has an update of its own to filter"),
     ({"spec": {"algorithm": {"sgd": {"syncEvery": 4}}}}, "spec.algorithm.sgd.syncEvery: syncEvery needs variant modelAveraging: GA-SGD syncs every step"),
+    ({"spec": {"algorithm": {"sgd": {"variant": "modelAveraging"}}, "workers": {"straggler": {"policy": "speculate"}}}}, "spec.workers.straggler.policy: speculate needs stateless blocks; under modelAveraging each block keeps its optimizer and unsent updates on its worker, which a copy would fork"),
     ({"spec": {"algorithm": {"sgd": {"variant": "modelAveraging", "syncEvery": 0}}}}, "spec.algorithm.sgd.syncEvery: must be >= 1, got 0"),
     ({"spec": {"algorithm": {"sgd": {"variant": "modelAveraging", "significance": -0.1}}}}, "spec.algorithm.sgd.significance: must be >= 0, got -0.1"),
     ({"spec": {"algorithm": {"sgd": {"variant": "elastic"}}}}, "spec.algorithm.sgd.variant: must be one of 'gradientAveraging' or 'modelAveraging', got 'elastic'"),

@@ -1,12 +1,15 @@
 """The algorithms a job can run, each as two halves over the same runtime.
 
 A **driver** is the coordinator's half: it builds each round's broadcast, takes every worker's
-answer for its blocks, reduces them in block order, says when the run is done, and holds the
-exact state of every block so that any worker can take any block at any round (start,
-replacement, rotation, scale-in). A **runner** is the worker's half: it takes the state of its
-blocks, computes their part of a round, and evaluates its blocks' losses at the end. The
-coordinator (:mod:`faasopt.coordinator`) and the worker (:mod:`faasopt.worker`) only move
-messages, time them and keep the pool alive, whatever the algorithm.
+answer for its blocks, reduces them in block order, says when the run is done, and hands any
+block's state to the worker that takes it over (start, replacement, rotation, scale-in): it holds
+every block's exact state itself (ADMM, GA-SGD, k-means), or gets it back from a worker that
+leaves alive (MA-SGD, whose block states stay on their workers between rounds).
+
+A **runner** is the worker's half: it takes the state of its blocks, computes their part of a
+round, and evaluates its blocks' losses at the end. The coordinator (:mod:`faasopt.coordinator`)
+and the worker (:mod:`faasopt.worker`) only move messages, time them and keep the pool alive,
+whatever the algorithm.
 
 ADMM (seed 001) speaks its own messages (``iterate``, ``result``, ``assign``); SGD and k-means
 speak the generic ``round``, ``answer`` and ``handover`` (:mod:`faasopt.protocol`).

@@ -116,7 +116,8 @@ class AdmmDriver:
     def restore(self, records: Sequence[RoundRecord], snapshot: Snapshot) -> None:
         self.consensus.restore(list(records), consensus_state(snapshot))
 
-    def broadcast(self) -> p.Iterate:
+    def broadcast(self, leave: tuple[str, ...] = ()) -> p.Iterate:
+        """Round k's (k, rho_k, z_k); ``leave`` is never needed (every block's state is here)."""
         c, nb = self.consensus, self.n_blocks
         self._x = np.empty((nb, self.features))
         self._loss = np.empty(nb)
@@ -180,7 +181,7 @@ class AdmmRunner:
     def __init__(self, payload: WorkerPayload, data: Mapping[int, Block]) -> None:
         self.payload = payload
         self.data = data
-        features = next(iter(data.values())).A.shape[1]
+        features = self.features = next(iter(data.values())).A.shape[1]
         # an assign is the largest: every block of the job may end up here (scale-in)
         self.max_message_bytes = 8 * ((2 * payload.n_blocks + 1) * features + 1024)
         self._held: tuple[int, ...] = ()
@@ -218,8 +219,11 @@ class AdmmRunner:
             **{f.name: getattr(message, f.name) for f in dataclasses.fields(LocalSolverSettings)}
         )
 
+    def fits(self, model: np.ndarray) -> bool:
+        return model.shape == (self.features,)
+
     def valid(self, message: p.Iterate) -> bool:
-        return len(message.rho) == self.payload.n_blocks
+        return len(message.rho) == self.payload.n_blocks and self.fits(message.z)
 
     def step(self, message: p.Iterate) -> dict[str, Any]:
         """Each held block's x-step with its penalty and gradient tolerance from the broadcast."""

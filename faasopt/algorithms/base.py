@@ -48,10 +48,10 @@ class Driver(Protocol):
     def model(self) -> np.ndarray:
         """The solution so far: z (ADMM), x (SGD), the centroids (k-means)."""
 
-    def broadcast(self) -> p.Message:
-        """This round's message to every worker; starts collecting answers. A driver whose blocks
-        keep state on their workers (``hands_back``) takes ``leave``: the workers to answer with
-        their blocks' states and leave (evicted)."""
+    def broadcast(self, leave: tuple[str, ...] = ()) -> p.Message:
+        """This round's message to every worker; starts collecting answers. ``leave``: the
+        workers to answer with their blocks' states and go (evicted, or rotated out by a ready
+        successor); only drivers that ``hand_back`` are given any."""
 
     @property
     def hands_back(self) -> bool:
@@ -100,7 +100,11 @@ class Runner(Protocol):
         """The blocks it holds, ascending."""
 
     def take(self, assignment: Any) -> None:
-        """Take the state of the assigned blocks (their data is loaded); keep the others."""
+        """Take the state of the assigned blocks (their data is loaded); keep the others.
+        Raises ProtocolError, changing nothing, for a malformed state."""
+
+    def fits(self, model: np.ndarray) -> bool:
+        """Whether a model (a round's, the final one) has this job's shape."""
 
     def valid(self, message: Any) -> bool:
         """Whether a round's broadcast fits this job (shapes); a bad one is dropped."""

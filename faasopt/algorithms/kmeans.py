@@ -19,7 +19,7 @@ import numpy as np
 from faasopt import protocol as p
 from faasopt.algorithms.base import StepRecord
 from faasopt.checkpoint import Snapshot
-from faasopt.errors import CheckpointError, ProtocolError
+from faasopt.errors import CheckpointError, DataError, ProtocolError
 from faasopt.scalein import rounds_to_tolerance
 from faasopt.solvers.kmeans import (
     CandidateMessage,
@@ -111,22 +111,35 @@ class KMeansDriver:
             self.lloyd.centroids = arrays["centroids"]
             self.lloyd.history = [KMeansRecord(**r) for r in snapshot.scalars["history"]]
 
-    def broadcast(self) -> p.Round:
+    def broadcast(self, leave: tuple[str, ...] = ()) -> p.Round:
         self._answers = {}
-        return p.Round(self.round, LLOYD if self.lloyd else SEED, self.model)
+        return p.Round(self.round, LLOYD if self.lloyd else SEED, self.model, leave)
 
     def take(self, answer: p.Answer) -> None:
-        k, d = self.settings.k, self.features
-        seeding = self.lloyd is None
-        width = 2 if seeding else 1
+        """Check the whole answer, then keep it: a malformed one changes nothing."""
+        width = 2 if self.lloyd is None else 1
         if answer.width != width:
             raise ProtocolError("bad-shape", f"{answer.width} numbers a block, expected {width}")
+        received = {}
         for i, (block, values) in enumerate(zip(answer.blocks, answer.parts(), strict=True)):
             scalars = answer.scalars[i * width : (i + 1) * width]
-            expected = (d if scalars[1] else 0) if seeding else k * d + k
-            if values.size != expected or (not seeding and np.any(values[k * d :] < 0)):
-                raise ProtocolError("bad-shape", f"{values.size} numbers for block {block}")
-            self._answers[block] = (scalars, values)
+            self._check(block, scalars, values)
+            received[block] = (scalars, values)
+        self._answers.update(received)
+
+    def _check(self, block: int, scalars: tuple[float, ...], values: np.ndarray) -> None:
+        """A seeding answer: a weight >= 0, and a candidate row exactly when it is > 0; a Lloyd
+        answer: an inertia >= 0, sums (k, d) and counts that are whole numbers >= 0."""
+        k, d = self.settings.k, self.features
+        if self.lloyd is None:
+            weight, has = scalars
+            if weight < 0 or has != float(weight > 0) or values.size != d * has:
+                raise ProtocolError("bad-field", f"candidate of block {block}: weight {weight}")
+            return
+        counts = values[k * d :]
+        whole = np.array_equal(counts, np.round(counts)) and np.all(counts >= 0)
+        if values.size != k * d + k or scalars[0] < 0 or not whole:
+            raise ProtocolError("bad-field", f"cluster statistics of block {block}")
 
     def reduce(self, seconds: float) -> StepRecord | None:
         if sorted(self._answers) != list(range(self.n_blocks)):
@@ -138,7 +151,10 @@ class KMeansDriver:
             messages = [
                 CandidateMessage(b, s[0], v if s[1] else None) for b, (s, v) in enumerate(answers)
             ]
-            chosen = choose_center(messages, self.settings.seed, len(self.centers))
+            try:
+                chosen = choose_center(messages, self.settings.seed, len(self.centers))
+            except ValueError as exc:  # fewer distinct rows than k
+                raise DataError(f"k-means with k = {k}: {exc}") from None
             self.centers = np.vstack([self.centers, chosen])
             if len(self.centers) == k:
                 self.lloyd = Lloyd(self.settings, self.centers)
@@ -205,14 +221,18 @@ class KMeansRunner:
         self._held = tuple(sorted({*self._held, *message.blocks}))
         self._ready = True
 
+    def fits(self, model: np.ndarray) -> bool:
+        return model.shape == (self.settings.k, self.features)
+
     def valid(self, message: p.Round) -> bool:
         m = message.model
-        rows = self.settings.k if message.phase == LLOYD else m.shape[0]
+        if message.phase == LLOYD:
+            return self.fits(m)
         return (
-            message.phase in (SEED, LLOYD)
+            message.phase == SEED
             and m.ndim == 2
-            and m.shape == (rows, self.features)
-            and rows <= self.settings.k
+            and m.shape[1:] == (self.features,)
+            and (m.shape[0] < self.settings.k)
         )
 
     def step(self, message: p.Round) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from faasopt.solvers.sgd import (
     gradient_block_step,
     initial_block_state,
     model_block_step,
+    penalty,
     stop_reason,
 )
 from faasopt.solvers.significance import SparseUpdate, apply_updates, flush
@@ -65,17 +66,18 @@ STEP, FLUSH = "step", "flush"
 
 
 def settings_to_wire(settings: SgdSettings) -> dict[str, Any]:
-    """``settings`` as JSON-able data (enums as their values)."""
-    return json_ready(dataclasses.asdict(settings))
+    """``settings`` as JSON-able data (enums as their values), for the workers' payload."""
+    return _json_ready(dataclasses.asdict(settings))
 
 
-def json_ready(value: Any) -> Any:
+def _json_ready(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
+        return {k: _json_ready(v) for k, v in value.items()}
     return str(value) if isinstance(value, (Variant, Method, RateSchedule)) else value
 
 
 def settings_from_wire(wire: Mapping[str, Any]) -> SgdSettings:
+    """The inverse of :func:`settings_to_wire`."""
     optimizer = dict(wire["optimizer"])
     optimizer["method"] = Method(optimizer["method"])
     optimizer["schedule"] = RateSchedule(optimizer["schedule"])
@@ -98,11 +100,6 @@ def problem_from_wire(wire: Mapping[str, Any]) -> LogisticProblem | PmfProblem:
     if kind == "pmf":
         return PmfProblem(**fields)
     raise ValueError(f"unknown SGD problem {kind!r}")
-
-
-def problem_to_wire(problem: LogisticProblem | PmfProblem) -> dict[str, Any]:
-    kind = "pmf" if isinstance(problem, PmfProblem) else "logistic"
-    return {kind: dataclasses.asdict(problem)}
 
 
 def pack_state(state: BlockState) -> np.ndarray:
@@ -138,9 +135,11 @@ def decode_update(sparse: float, values: np.ndarray, size: int) -> SparseUpdate:
     try:
         if sparse:
             n = values.size // 2
-            if values.size % 2 or not np.array_equal(values[:n], np.round(values[:n])):
-                raise ValueError("indices must be integers")
-            return SparseUpdate(values[:n].astype(_index_type(size)), values[n:].copy(), size)
+            indices = values[:n]
+            whole = np.array_equal(indices, np.round(indices))
+            if values.size % 2 or not whole or np.any((indices < 0) | (indices >= size)):
+                raise ValueError(f"indices must be integers in [0, {size})")
+            return SparseUpdate(indices.astype(_index_type(size)), values[n:].copy(), size)
         if values.size != size:
             raise ValueError(f"dense update of {values.size} entries, model of {size}")
         sent = np.flatnonzero(values).astype(_index_type(size))  # a sent entry is never 0
@@ -187,7 +186,8 @@ class SgdDriver:
         """Blocks' MA states handed back by a leaving worker, for their next holder (taken by
         :meth:`assignment`; a block cannot step again before it is assigned)."""
         self._flushed = False
-        self._answers: dict[int, tuple[tuple[float, ...], np.ndarray]] = {}
+        self._answers: dict[int, GradientMessage | ModelMessage | SparseUpdate] = {}
+        self._wire: dict[int, int] = {}  # block -> bytes of its part of the round's answers
         self.holdout = holdout_ratings(plan.source) if "pmf" in plan.problem else None
         """PMF's held-out ratings, if its data has some: every round reports the test RMSE."""
 
@@ -239,43 +239,53 @@ class SgdDriver:
             core.optimizer = OptimizerState(snapshot.scalars["t"], arrays["m"], arrays["v"])
 
     def broadcast(self, leave: tuple[str, ...] = ()) -> p.Round:
-        self._answers = {}
+        self._answers, self._wire = {}, {}
         phase = FLUSH if self.core.done else STEP
         return p.Round(self.core.round, phase, self.core.x, leave)
 
     def take(self, answer: p.Answer) -> None:
+        """Decode and check the whole answer, then keep it: a malformed one changes nothing."""
         width = 4 if self.averaging_models else 2
         if answer.width != width:
             raise ProtocolError("bad-shape", f"{answer.width} numbers a block, expected {width}")
-        d = self.problem.n_params
-        parts = answer.parts()
-        for i, block in enumerate(answer.blocks):
-            scalars = answer.scalars[i * width : (i + 1) * width]
-            if not self.averaging_models and parts[i].size != d:
-                raise ProtocolError("bad-shape", f"gradient of {parts[i].size} for {d} features")
-            self._answers[block] = (scalars, parts[i])
-        for block, state in zip(answer.blocks, answer.states(), strict=False):
-            unpack_state(state, self.settings, d)  # refuse a malformed state now
-            self.states[block] = state
+        received = {
+            block: self._message(block, answer.scalars[i * width : (i + 1) * width], values)
+            for i, (block, values) in enumerate(zip(answer.blocks, answer.parts(), strict=True))
+        }
+        states = dict(zip(answer.blocks, answer.states(), strict=False))
+        for state in states.values():
+            unpack_state(state, self.settings, self.problem.n_params)
+        self._answers.update(received)
+        self._wire.update(
+            {b: 8 * v.size for b, v in zip(answer.blocks, answer.parts(), strict=True)}
+        )
+        self.states.update(states)
+
+    def _message(self, block: int, scalars: tuple[float, ...], values: np.ndarray):
+        """A block's part of an answer as the round's message (in the flush round: its update)."""
+        d, rows = self.problem.n_params, scalars[1]
+        if self.averaging_models and scalars[3] not in (0.0, 1.0):
+            raise ProtocolError("bad-field", f"sparse flag {scalars[3]} for block {block}")
+        if self.core.done:  # the flush round
+            return decode_update(scalars[3], values, d)
+        if rows < 1 or rows != int(rows):
+            raise ProtocolError("bad-field", f"{rows} rows for block {block}")
+        if not self.averaging_models:
+            if values.size != d:
+                raise ProtocolError("bad-shape", f"gradient of {values.size} for {d} features")
+            return GradientMessage(block, scalars[0], int(rows), values)
+        update = decode_update(scalars[3], values, d)
+        return ModelMessage(block, scalars[0], int(rows), update, scalars[2])
 
     def reduce(self, seconds: float) -> StepRecord | None:
         if sorted(self._answers) != list(range(self.n_blocks)):
             raise ProtocolError("missing", f"answers for blocks {sorted(self._answers)}")
-        d = self.problem.n_params
-        answers = [self._answers[b] for b in range(self.n_blocks)]
-        wire = sum(8 * values.size for _, values in answers)
+        messages = [self._answers[b] for b in range(self.n_blocks)]
+        wire = sum(self._wire.values())
         if self.core.done:  # the flush round: every block's unsent updates, then stop
-            updates = [decode_update(s[3], v, d) for s, v in answers]
-            self.core.x = apply_updates(self.core.x, updates)
+            self.core.x = apply_updates(self.core.x, messages)
             self._flushed = True
             return None
-        if self.averaging_models:
-            messages = [
-                ModelMessage(b, s[0], int(s[1]), decode_update(s[3], v, d), s[2])
-                for b, (s, v) in enumerate(answers)
-            ]
-        else:
-            messages = [GradientMessage(b, s[0], int(s[1]), v) for b, (s, v) in enumerate(answers)]
         previous = self.core.x
         r = self.core.reduce(messages, seconds)
         details = {
@@ -305,8 +315,7 @@ class SgdDriver:
         return p.Finish(str(self.core.status), self.core.x)
 
     def final_objective(self, losses: Sequence[float]) -> float:
-        x, pr = self.core.x, self.problem
-        return math.fsum(losses) + pr.l1 * float(np.abs(x).sum()) + 0.5 * pr.l2 * float(x @ x)
+        return math.fsum(losses) + penalty(self.problem, self.core.x)
 
     def remaining_rounds(self) -> float | None:
         """The rounds left of the epoch budget, or fewer if the loss projects to reach its
@@ -360,16 +369,20 @@ class SgdRunner:
 
     def take(self, message: p.Handover) -> None:
         d = self.problem.n_params
-        for block, packed in zip(message.blocks, message.parts(), strict=True):
-            self.states[block] = (
-                unpack_state(packed, self.settings, d)
-                if packed.size
-                else initial_block_state(self.settings, d)
-            )
+        given = {
+            block: unpack_state(packed, self.settings, d)
+            if packed.size
+            else initial_block_state(self.settings, d)
+            for block, packed in zip(message.blocks, message.parts(), strict=True)
+        }
+        self.states.update(given)  # all or nothing: a malformed state raised above
         self._ready = True
 
+    def fits(self, model: np.ndarray) -> bool:
+        return model.shape == (self.problem.n_params,)
+
     def valid(self, message: p.Round) -> bool:
-        return message.phase in (STEP, FLUSH) and message.model.shape == (self.problem.n_params,)
+        return message.phase in (STEP, FLUSH) and self.fits(message.model)
 
     def step(self, message: p.Round) -> dict[str, Any]:
         scalars: list[float] = []

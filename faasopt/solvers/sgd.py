@@ -244,8 +244,12 @@ class LogisticProblem:
 
 def objective(problem: Problem, blocks: Sequence[Any], x: np.ndarray) -> float:
     """F(x), the blocks' losses summed in block order plus the penalties."""
-    losses = math.fsum(problem.loss(b, x) for b in blocks)
-    return losses + problem.l1 * float(np.abs(x).sum()) + 0.5 * problem.l2 * float(x @ x)
+    return math.fsum(problem.loss(b, x) for b in blocks) + penalty(problem, x)
+
+
+def penalty(problem: Problem, x: np.ndarray) -> float:
+    """The penalties of F at x: l1 ||x||_1 + l2/2 ||x||^2."""
+    return problem.l1 * float(np.abs(x).sum()) + 0.5 * problem.l2 * float(x @ x)
 
 
 def descend(
