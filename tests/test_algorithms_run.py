@@ -3,15 +3,17 @@ processes, checked against the in-process references and scikit-learn (issue #10
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import kill_workers, liblinear, merge, objective
+from conftest import kill_workers, liblinear, merge, objective, worker_processes
 from prometheus_client import CollectorRegistry
 
 import faasopt
+from faasopt.coordinator import CoordinatorSettings
 from faasopt.data import load_blocks
 from faasopt.data.source import holdout_ratings
 from faasopt.plan import plan_job
@@ -226,3 +228,25 @@ def test_auto_scale_in_on_sgd_evicts_after_the_knee_and_keeps_the_loss(manifest)
     assert all(d["iteration"] >= knee for d in evictions)
     assert [len(e["perWorker"]) for e in result.report["trace"]][-1] < 4
     assert _losses(result) == [r.loss for r in reference.history]
+
+
+def test_a_ga_sgd_straggler_is_raced_by_a_copy_and_nothing_changes(manifest):
+    """GA-SGD's blocks keep nothing on their workers, so a copy can answer for a paused one."""
+    job = TrainingJob.from_yaml(
+        manifest(merge(_sgd_patch({**GA, "stop": {"maxEpochs": 2.0}}, count=2),
+                       {"spec": {"workers": {"straggler": {"policy": "speculate",
+                                                          "minSeconds": 0.3}}}}))
+    )  # fmt: skip
+    settings = CoordinatorSettings(heartbeat_timeout_seconds=60, presumed_dead_seconds=60)
+
+    def on_round(report):
+        if report.record.iteration == 4:
+            w1 = worker_processes()["w1"]
+            w1.suspend()
+            threading.Timer(3.0, lambda: w1.is_running() and w1.resume()).start()
+
+    result = faasopt.run(job, quiet_workers=True, settings=settings, on_round=on_round)
+    reference, _ = _reference(job)
+    assert result.report["stragglers"] == {"speculated": 1, "copiesWon": 1}
+    assert _losses(result) == [r.loss for r in reference.history]
+    np.testing.assert_array_equal(result.solution, reference.x)

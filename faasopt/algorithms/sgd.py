@@ -160,11 +160,6 @@ def _index_type(size: int) -> type:
 class SgdDriver:
     """Synchronous minibatch SGD rounds, reduced in block order (GA or MA)."""
 
-    @property
-    def hands_back(self) -> bool:
-        """Whether a worker must hand its blocks' states back before it leaves (MA)."""
-        return self.averaging_models
-
     ANSWER = p.Answer
     accepts: ClassVar[set[str]] = {p.Answer.KIND, p.Final.KIND}
 
@@ -194,6 +189,11 @@ class SgdDriver:
     @property
     def averaging_models(self) -> bool:
         return self.settings.variant is Variant.MODEL_AVERAGING
+
+    @property
+    def hands_back(self) -> bool:
+        """MA: a worker hands its blocks' states back before it leaves."""
+        return self.averaging_models
 
     @property
     def iteration(self) -> int:
