@@ -34,13 +34,13 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
+from benchkit import liblinear  # noqa: E402
 
 from faasopt import protocol as p  # noqa: E402
 from faasopt.data import Block, block_bounds, synthetic_blocks  # noqa: E402
@@ -170,26 +170,6 @@ def objective(A: sp.csr_matrix, y: np.ndarray, x: np.ndarray, l1: float) -> floa
 def strong_l1(A: sp.csr_matrix, y: np.ndarray) -> float:
     """0.85 lambda_max (lambda_max = ||A^T y||_inf / 2 makes x = 0 optimal): a few % nonzeros."""
     return STRONG * float(np.abs(A.T @ y).max()) / 2.0
-
-
-def liblinear(A: sp.csr_matrix, y: np.ndarray, l1: float) -> tuple[np.ndarray, float]:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(
-        l1_ratio=1,
-        solver="liblinear",
-        C=1.0 / l1,
-        fit_intercept=False,
-        tol=1e-10,
-        max_iter=1000,
-        random_state=0,
-    )
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        x = model.fit(A, y).coef_.ravel()
-    return x, time.perf_counter() - started
 
 
 def round_bytes(record: RoundRecord, n_blocks: int, features: int) -> int:

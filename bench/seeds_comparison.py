@@ -62,13 +62,13 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
+from benchkit import liblinear  # noqa: E402
 
 import faasopt  # noqa: E402
 from faasopt.algorithms.sgd import problem_from_wire  # noqa: E402
@@ -228,25 +228,6 @@ def first_round(values: list[float], threshold: float) -> int | None:
     return next((i + 1 for i, v in enumerate(values) if v <= threshold), None)
 
 
-def liblinear_optimum(A, y, l1: float) -> tuple[float, np.ndarray]:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(
-        l1_ratio=1,
-        solver="liblinear",
-        C=1.0 / l1,
-        fit_intercept=False,
-        tol=1e-10,
-        max_iter=1000,
-        random_state=0,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        w = model.fit(A, y).coef_.ravel()
-    return w
-
-
 # ----------------------------------------------------------------------------- distributed
 
 
@@ -313,7 +294,7 @@ def logistic_part(size: dict, workers: int, blocks_n: int, repeat: int, echo) ->
         return float(np.logaddexp(0.0, -y * (A @ x)).sum() + l1 * np.abs(x).sum())
 
     t = time.perf_counter()
-    w = liblinear_optimum(A, y, l1)
+    w, _ = liblinear(A, y, l1)
     f_star = F(w)
     echo(
         f"logistic: {A.shape[0]} x {A.shape[1]}, {A.nnz} nonzeros, l1 {l1}, B = {blocks_n}, "

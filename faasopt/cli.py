@@ -213,6 +213,8 @@ def _bench_script(name: str):
             highlight=False,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
+    if str(path.parent) not in sys.path:  # its sibling modules, as when run as a script
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(f"faasopt_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there

@@ -3,12 +3,9 @@ matched its in-process reference. No timing is asserted (bench/README.md)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "seeds_comparison.py"
+from faasopt.cli import _bench_script
 
 TINY = {
     "logistic": {"samples": 1200, "features": 120, "density": 0.05, "seed": 7},
@@ -23,16 +20,8 @@ TINY = {
 }  # fmt: skip
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("faasopt_bench_seeds_comparison", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_seeds_comparison_quick_writes_its_json(tmp_path, monkeypatch):
-    bench = _bench()
+    bench = _bench_script("seeds_comparison")
     monkeypatch.setitem(bench.SIZES, "quick", TINY)
     monkeypatch.setattr(bench, "SGD_GRID", {"nesterov": (3.0, 10.0)})
     monkeypatch.setattr(bench, "PMF_RATES", (1.0, 2.0))
