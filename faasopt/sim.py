@@ -4,8 +4,8 @@ Every round does what a distributed run does, in this process: the coordinator e
 broadcast ``(k, rho_k, z_k)`` with :func:`faasopt.protocol.encode`, a worker's
 :class:`~faasopt.protocol.Decoder` decodes it, each block's x-step runs through
 :func:`faasopt.solvers.admm.block_step` from the decoded message, each worker's answer is encoded
-and decoded again by the coordinator's decoder, and :class:`~faasopt.solvers.admm.Consensus`
-reduces the decoded x_b in block order. So the iterates are those of a local run of the same
+and decoded again by the coordinator's decoder, and the coordinator's half of ADMM
+(:class:`~faasopt.algorithms.admm.AdmmDriver`, as in a real run) reduces them in block order. So the iterates are those of a local run of the same
 manifest, bit for bit, and every message's bytes are those of its real frames.
 
 Only time is modelled (``docs/sim.md``), on a virtual clock that starts at the first invocation:
@@ -49,6 +49,7 @@ import numpy as np
 
 from faasopt import cost, scalein
 from faasopt import protocol as p
+from faasopt.algorithms.admm import AdmmDriver
 from faasopt.coordinator import Outcome, RoundReport, WorkerRecord, WorkerTiming
 from faasopt.data import Block, load_blocks
 from faasopt.plan import JobPlan, assign_blocks, plan_job
@@ -57,7 +58,7 @@ from faasopt.platforms.processes import peak_rss_bytes
 from faasopt.queueing import first_come_first_served, processor_sharing
 from faasopt.report import build_report
 from faasopt.runner import Result, load
-from faasopt.solvers.admm import Consensus, block_step, final_objective, with_tolerance
+from faasopt.solvers.admm import block_step, with_tolerance
 from faasopt.solvers.logistic import logistic_loss
 from faasopt.spec import TrainingJob
 
@@ -259,7 +260,8 @@ class _Simulation:
         self.plan, self.settings, self.scale_in, self.data = plan, settings, scale_in, data
         self.speed = settings.speed_factor(plan.memory_mb)
         self.key = p.Subjects(plan.namespace, plan.name).key
-        self.consensus = Consensus(plan.settings, plan.n_blocks, plan.features)
+        self.driver = AdmmDriver(plan)  # the coordinator's half, as in a real run
+        self.consensus = self.driver.consensus
         self.coordinator_decoder = p.Decoder(
             self.key, accept={p.Hello.KIND, p.Result.KIND, p.Final.KIND}
         )
@@ -333,16 +335,10 @@ class _Simulation:
             self._assign(name, self.pool[name].blocks, taken)
 
     def _round(self, solve_started: float) -> None:
-        c, pool = self.consensus, self.pool
-        k = c.iteration
-        st = c.state
-        iterate = p.Iterate(k, tuple(map(float, st.rho)), tuple(map(float, st.tolerance)), c.z)
-        published, received, message = self._broadcast(iterate, k)
+        pool = self.pool
+        k = self.consensus.iteration
+        published, received, message = self._broadcast(self.driver.broadcast(), k)
         received = {n: max(t, pool[n].ready_at) for n, t in received.items()}
-        x = np.empty((self.plan.n_blocks, self.plan.features))
-        loss = np.empty(self.plan.n_blocks)
-        evaluations = np.zeros(self.plan.n_blocks, dtype=int)
-        iterations = np.zeros(self.plan.n_blocks, dtype=int)
         works, answers = {}, {}
         for name, worker in pool.items():
             cpu, updates = self._x_steps(worker.blocks, message)
@@ -366,18 +362,13 @@ class _Simulation:
             sends[name] = (finished[name], result)
         timings = {}
         for name, (taken, answer) in self._gather(sends, k).items():
-            idx = list(answer.blocks)
-            x[idx], loss[idx] = answer.x, answer.loss_at_z
-            evaluations[idx] = answer.gradient_evaluations
-            iterations[idx] = answer.solver_iterations
+            self.driver.take(answer)
             timings[name] = WorkerTiming(
                 compute=answer.compute_seconds,
                 idle=answer.idle_seconds,
                 communication=max(taken - published - answer.compute_seconds, 0.0),
             )
-        record, cpu = _timed(
-            lambda: c.reduce(x, loss.tolist(), evaluations.tolist(), iterations.tolist())
-        )
+        record, cpu = _timed(lambda: self.driver.reduce(0.0))
         cpu = self._shared(("reduce", k), cpu)
         self.now = self.coordinator_free + cpu
         self.rounds.append(RoundReport(record, self.now - solve_started, timings))
@@ -426,8 +417,7 @@ class _Simulation:
 
     def _finish(self) -> float:
         """Broadcast the final z, gather every block's loss there: F(z)."""
-        c = self.consensus
-        _, received, message = self._broadcast(p.Finish(str(c.status), c.z), -1)
+        _, received, message = self._broadcast(self.driver.finish(), -1)
         works, finals = {}, {}
         for name, worker in self.pool.items():
             cpu, losses = self._x_steps(worker.blocks, message)
@@ -439,7 +429,7 @@ class _Simulation:
         for _, answer in self._gather(answers, -1).values():
             loss[list(answer.blocks)] = answer.loss_at_z
         self.now = self.coordinator_free
-        return final_objective(loss.tolist(), c.z, self.plan.settings)
+        return self.driver.final_objective(loss.tolist())
 
     # --- scale-in -----------------------------------------------------------------------------
 
@@ -474,16 +464,10 @@ class _Simulation:
             for w in self.pool.values()
         )
         dollars += cost.always_on_dollars(price, self.now)
-        history, s = self.consensus.history, self.plan.settings
         return scalein.Spend(
             dollars=dollars,
             rates=cost.rates(price, memory),
-            remaining_iterations=scalein.remaining_rounds(
-                [r.primal_residual for r in history],
-                [r.dual_residual for r in history],
-                s.primal_tolerance,
-                s.dual_tolerance,
-            ),
+            remaining_iterations=self.driver.remaining_rounds(),
         )
 
     def _evict(self, victims: Sequence[str], reason: str) -> None:
@@ -507,16 +491,8 @@ class _Simulation:
     def _assign(self, name: str, blocks: tuple[int, ...], at: float) -> None:
         """Send ``name`` the state of ``blocks`` (at start, or blocks moved to it); it is ready
         once the message arrived and, for moved blocks, their data is loaded."""
-        st, worker = self.consensus.state, self.pool[name]
-        idx = list(blocks)
-        assign = p.Assign(
-            worker=name,
-            blocks=blocks,
-            rho_u=tuple(map(float, st.rho_u[idx])),
-            relaxation=self.plan.settings.relaxation,
-            state=np.vstack([st.x[idx], st.u[idx], st.z_u[None]]),
-            **dataclasses.asdict(self.plan.settings.local),
-        )
+        worker = self.pool[name]
+        assign = self.driver.assignment(name, "", blocks)
         frames, cpu = self._encode(assign, COORDINATOR, -1, copies=1)
         sent = max(at, self.coordinator_free) + cpu
         self.coordinator_free = sent
