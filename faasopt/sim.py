@@ -5,8 +5,9 @@ broadcast ``(k, rho_k, z_k)`` with :func:`faasopt.protocol.encode`, a worker's
 :class:`~faasopt.protocol.Decoder` decodes it, each block's x-step runs through
 :func:`faasopt.solvers.admm.block_step` from the decoded message, each worker's answer is encoded
 and decoded again by the coordinator's decoder, and the coordinator's half of ADMM
-(:class:`~faasopt.algorithms.admm.AdmmDriver`, as in a real run) reduces them in block order. So the iterates are those of a local run of the same
-manifest, bit for bit, and every message's bytes are those of its real frames.
+(:class:`~faasopt.algorithms.admm.AdmmDriver`, as in a real run) reduces them in block order.
+So the iterates are those of a local run of the same manifest, bit for bit, and every message's
+bytes are those of its real frames.
 
 Only time is modelled (``docs/sim.md``), on a virtual clock that starts at the first invocation:
 
