@@ -184,6 +184,9 @@ class Outcome:
     guard: str | None = None
     """The reason a scale-in guard stopped the run (BudgetExceeded, DeadlineExceeded), if one
     did; ``error`` says more."""
+    untraced_compute_seconds: float = 0.0
+    """Workers' compute in the rounds the trace does not list (k-means++ seeding, MA-SGD's
+    flush): counted in ``speedup`` with the listed rounds'."""
 
     @property
     def replacements(self) -> int:
@@ -272,6 +275,7 @@ class Coordinator:
         self._leaving: set[str] = set()  # workers whose last result said they leave
         self._evicting: dict[str, str] = {}  # worker -> why: evicted once it hands back (MA)
         self._retiring: set[str] = set()  # rotated out once it hands back (its successor waits)
+        self._untraced_compute = 0.0  # workers' compute in rounds the trace does not list
         self.speculations = 0
         self.speculation_wins = 0
         self.tracker = scalein.Tracker(plan.scale_in, max_victims=None)  # several at once
@@ -362,6 +366,7 @@ class Coordinator:
             lifetimes=self.lifetimes(),
             guard=guard,
             scale_in=self.tracker.to_report() if self.tracker.active else None,
+            untraced_compute_seconds=self._untraced_compute,
         )
 
     def lifetimes(self) -> dict[str, float]:
@@ -672,7 +677,8 @@ class Coordinator:
             why = self._evicting.pop(victim)
             if victim in self.workers:  # not replaced in the meantime (a death ends it too)
                 await self._evict(victim, why, leaving=evicting)
-        if record is None:  # a round the trace does not list (k-means++ seeding)
+        if record is None:  # a round the trace does not list (k-means++ seeding, MA's flush)
+            self._untraced_compute += sum(t.compute for t in timings.values())
             return
         report = RoundReport(record, self._elapsed(solve_started), timings, self.dollars())
         self.rounds.append(report)

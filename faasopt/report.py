@@ -48,12 +48,14 @@ def build_report(
     """The report of one run.
 
     ``speedup`` is the per-run estimate of DESIGN.md: the workers' compute seconds summed over
-    the solve, divided by the solve's elapsed seconds; ``efficiency`` is speedup / workers. The
-    paper's relative speedup between worker counts needs several runs. ``responsiveness`` maps
+    the solve (``computeSeconds``, the rounds the trace does not list included), divided by the
+    solve's elapsed seconds; ``efficiency`` is speedup / workers. The paper's relative speedup
+    between worker counts needs several runs. ``responsiveness`` maps
     each worker to the fraction of rounds it was among the slowest 10 % (seed 001, Fig. 9).
     The bill uses ``price`` (default: the prices of the plan's platform, :mod:`faasopt.cost`).
     """
-    compute = sum(t.compute for r in outcome.rounds for t in r.timings.values())
+    compute = outcome.untraced_compute_seconds
+    compute += sum(t.compute for r in outcome.rounds for t in r.timings.values())
     speedup = compute / outcome.solve_seconds if outcome.solve_seconds > 0 else 0.0
     status = outcome.status.value if outcome.error is None and outcome.status else "failed"
     price = price or cost.price_of(plan.platform)
@@ -70,6 +72,7 @@ def build_report(
         **_algorithm_figures(plan, outcome),
         "wallSeconds": wall_seconds,
         "solveSeconds": outcome.solve_seconds,
+        "computeSeconds": compute,
         "speedup": speedup,
         "efficiency": speedup / plan.workers,
         "workers": plan.workers,
@@ -212,9 +215,7 @@ def _finite(value: Any) -> Any:
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The run's headline figures as (name, text) rows: the CLI's summary and report.html."""
-    worker_compute = sum(
-        t["compute"] for entry in report["trace"] for t in entry["perWorker"].values()
-    )
+    worker_compute = report["computeSeconds"]
     objective = report["objective"]
     seconds = [s["seconds"] for s in report["coldStarts"] if s["seconds"] is not None]
     algorithm = report.get("algorithm", "admm")

@@ -118,15 +118,6 @@ def run(
     for ``metrics_linger_seconds`` after it, so that a last scrape sees the final values.
     """
     plan = plan_job(load(job), workers)
-    if plan.algorithm != "admm" and plan.platform == "sim":
-        raise SpecError(
-            [
-                FieldProblem(
-                    "spec.workers.platform",
-                    f"{plan.algorithm} does not run on the sim platform yet: use local",
-                )
-            ]
-        )
     if plan.platform == "sim":
         unsupported = {
             "resume": resume,

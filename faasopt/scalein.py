@@ -1090,7 +1090,7 @@ def rounds_to_tolerance(
     v = np.asarray(values[-window:], dtype=float)
     if v.size and v[-1] <= tolerance:
         return 0.0
-    if v.size < 3 or np.any(v <= 0):
+    if v.size < 3 or np.any(v <= 0) or tolerance <= 0:  # a log-linear fit never reaches 0
         return None
     slope = np.polyfit(np.arange(v.size), np.log(v), 1)[0]
     if slope >= 0:

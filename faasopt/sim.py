@@ -1,36 +1,38 @@
 r"""The simulated platform ``sim``: the real math and protocol in one process, on a virtual clock.
 
-Every round does what a distributed run does, in this process: the coordinator encodes the
-broadcast ``(k, rho_k, z_k)`` with :func:`faasopt.protocol.encode`, a worker's
-:class:`~faasopt.protocol.Decoder` decodes it, each block's x-step runs through
-:func:`faasopt.solvers.admm.block_step` from the decoded message, each worker's answer is encoded
-and decoded again by the coordinator's decoder, and the coordinator's half of ADMM
-(:class:`~faasopt.algorithms.admm.AdmmDriver`, as in a real run) reduces them in block order.
-So the iterates are those of a local run of the same manifest, bit for bit, and every message's
-bytes are those of its real frames.
+Every round does what a distributed run does, in this process, for every algorithm
+(:mod:`faasopt.algorithms`): the coordinator's half (the driver a real run uses) builds the
+broadcast, :func:`faasopt.protocol.encode` frames it and a worker's
+:class:`~faasopt.protocol.Decoder` decodes it, each simulated worker's runner (the one a real worker
+runs) steps its blocks from the decoded message, and each answer is encoded and decoded again
+by the coordinator's decoder before the driver takes it and reduces in block order. Block state
+moves as in a real run: in ``assign``/``handover`` messages, and back from MA-SGD workers that
+are evicted (named in the next round's ``leave``). So the iterates are those of a local run of the
+same manifest, bit for bit, and every message's bytes are those of its real frames.
 
 Only time is modelled (``docs/sim.md``), on a virtual clock that starts at the first invocation:
 
-- **compute**: a worker's x-steps take the CPU time they took here (``time.thread_time``),
+- **compute**: a worker's steps take the CPU time they took here, block by block
+  (``time.thread_time``, :func:`faasopt.algorithms.base.each_block`),
   times :meth:`SimSettings.speed_factor` (Lambda gives a function CPU in proportion to its memory);
   with ``cores`` set, the workers share that many cores fairly (processor sharing);
 - **messages**: a message of n bytes costs ``latency + n / worker_bandwidth`` on the worker's
   link, and ``n / hub_bandwidth`` on the NATS server's link, which every message to or from a
   worker crosses one after another (broadcast copies in a random order per round);
 - **the coordinator** is a queue: answers are decoded one after another as they arrive, each for
-  ``message_overhead_seconds`` plus the CPU time its real decode took here; the reduce (z-step)
-  and the scale-in decision take the CPU time they took here;
+  ``message_overhead_seconds`` plus the CPU time its real decode took here; the reduce and the
+  scale-in decision take the CPU time they took here;
 - **cold starts**: a worker is invoked ``invoke_interval_seconds`` after the previous one, starts
   after a lognormal draw (median, sigma; seeded) and then loads its blocks (their measured
   generation or read time, times the speed factor).
 
-Timings follow seed 001, Sec. II-B: a worker's compute runs from receiving z_k to sending its
-answer, its idle time from its previous send to receiving z_k, and its communication is the delay
-(broadcast to the coordinator starting to process its answer) minus its compute.
+Timings follow seed 001, Sec. II-B: a worker's compute runs from receiving the round's model to
+sending its answer, its idle time from its previous send to receiving it, and its communication
+is the delay (broadcast to the coordinator starting to process its answer) minus its compute.
 
 Scale-in (:mod:`faasopt.scalein`) decides after every round on the virtual history; an evicted
 worker's blocks go to the survivors holding the fewest blocks (ties by name), each of which gets
-their state in an ``assign`` message and loads their data before its next x-steps. The iterates do
+their state (``assign``, ``handover``) and loads their data before its next step. The iterates do
 not change. Figures are predictions: the report says ``"predicted": true``.
 """
 
@@ -50,17 +52,18 @@ import numpy as np
 
 from faasopt import cost, scalein
 from faasopt import protocol as p
-from faasopt.algorithms.admm import AdmmDriver
+from faasopt.algorithms import Runner, driver_for, runner_for
 from faasopt.coordinator import Outcome, RoundReport, WorkerRecord, WorkerTiming
 from faasopt.data import Block, load_blocks
+from faasopt.data.ratings import Ratings
+from faasopt.errors import FaasoptError
+from faasopt.payload import WorkerPayload
 from faasopt.plan import JobPlan, assign_blocks, plan_job
 from faasopt.platforms.nats_server import MAX_PAYLOAD
 from faasopt.platforms.processes import peak_rss_bytes
 from faasopt.queueing import first_come_first_served, processor_sharing
 from faasopt.report import build_report
 from faasopt.runner import Result, load
-from faasopt.solvers.admm import block_step, with_tolerance
-from faasopt.solvers.logistic import logistic_loss
 from faasopt.spec import TrainingJob
 
 COORDINATOR = "coordinator"
@@ -112,7 +115,7 @@ class SimSettings:
     def speed_factor(self, memory_mb: float) -> float:
         """Platform seconds per CPU second measured here, for a worker of ``memory_mb``.
 
-        The x-steps are single-threaded, so memory past one full vCPU does not speed them up.
+        Blocks step on one thread, so memory past one full vCPU does not speed them up.
         """
         share = 1.0 if self.vcpu_memory_mb is None else min(1.0, memory_mb / self.vcpu_memory_mb)
         return self.cpu_slowdown / share
@@ -139,7 +142,7 @@ gives the source or reason of each figure): 1 vCPU per 1769 MB, one core per wor
 class SimData:
     """A job's blocks and the CPU seconds each took to load, generated once and reusable."""
 
-    blocks: tuple[Block, ...]
+    blocks: tuple[Block | Ratings, ...]
     load_seconds: tuple[float, ...]
 
 
@@ -198,7 +201,7 @@ def simulate(
     again. ``scale_in`` (default: the plan's, from the manifest) decides after every round.
 
     ``cpu_seconds`` holds the CPU seconds of pieces of work that are the same in every run of
-    the job: each block's x-step of each round (``("x-step", k, b)``), each round's reduce
+    the job: each block's step of each round (``("step", k, b)``), each round's reduce
     (``("reduce", k)``), each block's final loss (``("loss", b)``), and encoding or decoding a
     message of a kind and size (``("encode" | "decode", kind, bytes)``). A value present is used
     instead of this run's measurement, a missing one is measured and stored. Runs of one job
@@ -234,10 +237,14 @@ def plan_job_workers(plan: JobPlan, workers: int) -> JobPlan:
 
 @dataclass
 class _Worker:
-    """A simulated worker: its blocks and where its clock stands."""
+    """A simulated worker: its runner (the worker's half of the algorithm, as in a real worker),
+    its blocks and where its clock stands."""
 
     record: WorkerRecord
     blocks: tuple[int, ...]
+    runner: Runner
+    data: dict[int, Any]
+    """The data of the blocks it loaded, which its runner reads (as in a real worker)."""
     ready_at: float = 0.0
     """When it holds the state of all its blocks (after an assign and loading data)."""
     last_sent: float = 0.0
@@ -261,14 +268,13 @@ class _Simulation:
         self.plan, self.settings, self.scale_in, self.data = plan, settings, scale_in, data
         self.speed = settings.speed_factor(plan.memory_mb)
         self.key = p.Subjects(plan.namespace, plan.name).key
-        self.driver = AdmmDriver(plan)  # the coordinator's half, as in a real run
-        self.consensus = self.driver.consensus
+        self.driver = driver_for(plan)  # the coordinator's half, as in a real run
         self.coordinator_decoder = p.Decoder(
-            self.key, accept={p.Hello.KIND, p.Result.KIND, p.Final.KIND}
+            self.key,
+            accept={p.Hello.KIND, *self.driver.accepts},
+            max_message_bytes=self.driver.max_message_bytes,
         )
-        self.worker_decoder = p.Decoder(
-            self.key, accept={p.Assign.KIND, p.Iterate.KIND, p.Finish.KIND}
-        )
+        self.worker_decoder: p.Decoder | None = None  # once the runners say what they take
         self.rng = np.random.default_rng(settings.seed)
         self.pool: dict[str, _Worker] = {}
         self.history: list[WorkerRecord] = []
@@ -277,12 +283,15 @@ class _Simulation:
         self.rounds: list[RoundReport] = []
         # several victims at once
         self.tracker = tracker or scalein.Tracker(scale_in, max_victims=None)
+        self.evicting: dict[str, str] = {}
+        """Victims that hand their blocks' states back in the next round, and why (MA-SGD)."""
         self.lifetimes: dict[str, float] = {}
         self.now = 0.0
         self.hub_out = 0.0  # when the server's link to workers is next free
         self.hub_in = 0.0  # when its link from workers is next free
         self.coordinator_free = 0.0
         self.compute_cpu = 0.0
+        self.untraced_compute = 0.0  # workers' compute in rounds the trace does not list
         self.cpu_seconds = cpu_seconds
         self.error: str | None = None
 
@@ -291,29 +300,35 @@ class _Simulation:
     def run(self) -> SimResult:
         self._start()
         solve_started = self.now
-        c = self.consensus
-        while not c.done and self.error is None:
-            self._round(solve_started)
-            if not c.done:
-                self._decide(solve_started)
-        objective = self._finish() if self.error is None else None
+        driver = self.driver
+        try:
+            while not driver.done and self.error is None:
+                self._round(solve_started)
+                if not driver.done and self.rounds:
+                    self._decide(solve_started)
+            objective = self._finish() if self.error is None else None
+        except FaasoptError as exc:  # what a real run ends with (e.g. k-means on too few rows)
+            self.error, objective = str(exc), None
         for w in self.pool.values():
             self.lifetimes[w.record.name] = self.now - w.record.invoked_at
         outcome = Outcome(
-            status=c.status,
+            status=driver.status,
             error=self.error,
-            z=c.z,
+            z=driver.model,
             objective=objective,
             rounds=self.rounds,
             workers=self.history,
             solve_seconds=self.now - solve_started,
-            rho_changes=c.rho_changes,
+            rho_changes=getattr(driver, "rho_changes", 0),
             rejected=dict(self.coordinator_decoder.rejected + self.worker_decoder.rejected),
             lifetimes=self.lifetimes,
             scale_in=self.tracker.to_report(),
+            untraced_compute_seconds=self.untraced_compute,
         )
         report = self._report(outcome)
-        return SimResult(report, np.array(c.z), None, self.messages, self.tracker.decisions)
+        return SimResult(
+            report, np.array(driver.model), None, self.messages, self.tracker.decisions
+        )
 
     def _start(self) -> None:
         """Invoke every worker, take in their hellos, hand each its blocks' state."""
@@ -325,105 +340,98 @@ class _Simulation:
             load = self.speed * sum(self.data.load_seconds[b] for b in blocks)
             record = WorkerRecord(name, blocks, invocation=f"sim-{i}", invoked_at=invoked)
             record.load_seconds = load
-            worker = _Worker(record, blocks, last_sent=invoked + start + load)
+            data = {b: self.data.blocks[b] for b in blocks}
+            runner = runner_for(self._payload(name, blocks), data)
+            worker = _Worker(record, blocks, runner, data, last_sent=invoked + start + load)
             self.pool[name] = worker
             self.history.append(record)
             hello = p.Hello(name, blocks, 0, load)
             hellos[name] = (worker.last_sent, hello)
+        runner = next(iter(self.pool.values())).runner
+        self.worker_decoder = p.Decoder(
+            self.key,
+            accept={runner.ASSIGN.KIND, runner.ROUND.KIND, p.Finish.KIND},
+            max_message_bytes=runner.max_message_bytes,
+        )
         for name, (taken, _) in self._gather(hellos, -1).items():
             self.pool[name].record.cold_start_seconds = taken - self.pool[name].record.invoked_at
             self.now = max(self.now, taken)
             self._assign(name, self.pool[name].blocks, taken)
 
+    def _payload(self, name: str, blocks: tuple[int, ...]) -> WorkerPayload:
+        """What a real run would start worker ``name`` with (no NATS: messages are modelled)."""
+        plan = self.plan
+        return WorkerPayload(
+            namespace=plan.namespace,
+            job=plan.name,
+            worker=name,
+            blocks=blocks,
+            n_blocks=plan.n_blocks,
+            nats_url="",
+            data=plan.source,
+            time_limit_seconds=plan.time_limit_seconds,
+            algorithm=plan.worker_algorithm,
+        )
+
     def _round(self, solve_started: float) -> None:
-        pool = self.pool
-        k = self.consensus.iteration
-        published, received, message = self._broadcast(self.driver.broadcast(), k)
+        """One round: broadcast, every worker's step through its runner, gather, reduce."""
+        pool, driver = self.pool, self.driver
+        k = driver.iteration
+        leave = tuple(sorted(self.evicting))
+        published, received, message = self._broadcast(driver.broadcast(leave), k)
         received = {n: max(t, pool[n].ready_at) for n, t in received.items()}
-        works, answers = {}, {}
+        works, steps = {}, {}
         for name, worker in pool.items():
-            cpu, updates = self._x_steps(worker.blocks, message)
-            works[name] = self.speed * cpu
-            answers[name] = updates
+            steps[name] = worker.runner.step(message)
+            works[name] = self.speed * self._cpu(worker.runner, "step", k)
         finished = processor_sharing(received, works, self.settings.cores)
         sends: dict[str, tuple[float, p.Message]] = {}
-        for name, updates in answers.items():
+        for name, fields in steps.items():
             worker = pool[name]
-            result = p.Result(
-                worker=name,
-                iteration=k,
-                blocks=worker.blocks,
-                loss_at_z=tuple(u.loss_at_z for u in updates),
-                gradient_evaluations=tuple(u.gradient_evaluations for u in updates),
-                solver_iterations=tuple(u.solver_iterations for u in updates),
+            answer = worker.runner.answer(
+                fields,
+                leaving=name in leave,
                 compute_seconds=finished[name] - received[name],
                 idle_seconds=received[name] - worker.last_sent,
-                x=np.stack([u.x for u in updates]),
             )
-            sends[name] = (finished[name], result)
+            sends[name] = (finished[name], answer)
         timings = {}
         for name, (taken, answer) in self._gather(sends, k).items():
-            self.driver.take(answer)
+            driver.take(answer)
             timings[name] = WorkerTiming(
                 compute=answer.compute_seconds,
                 idle=answer.idle_seconds,
                 communication=max(taken - published - answer.compute_seconds, 0.0),
             )
-        record, cpu = _timed(lambda: self.driver.reduce(0.0))
+        elapsed = self.coordinator_free - solve_started
+        record, cpu = _timed(lambda: driver.reduce(elapsed))
         cpu = self._shared(("reduce", k), cpu)
         self.now = self.coordinator_free + cpu
-        self.rounds.append(RoundReport(record, self.now - solve_started, timings))
+        if leave:  # they answered with their blocks' states: move them now
+            self._evict(leave, self.evicting[leave[0]])
+            self.evicting.clear()
+        if record is None:  # a round the trace does not list (k-means++ seeding, MA's flush)
+            self.untraced_compute += sum(t.compute for t in timings.values())
+        else:
+            self.rounds.append(RoundReport(record, self.now - solve_started, timings))
 
-    def _x_steps(
-        self, blocks: Sequence[int], message: p.Iterate | p.Finish
-    ) -> tuple[float, list[Any]]:
-        """One worker's part of a round (``faasopt.worker``'s ``_round``), or its losses at the
-        final z; with the CPU seconds it took.
-
-        The block's x_b, u_b, z_u and rho_u are the coordinator's exact copies, which equal the
-        worker's own (:class:`faasopt.solvers.admm.Consensus`); z, rho and the gradient tolerance
-        come from the decoded message, as in a worker.
-        """
-        c, data = self.consensus, self.data.blocks
-        if isinstance(message, p.Finish):
-            out, cpu = [], 0.0
-            for b in blocks:
-                loss, seconds = _timed(lambda b=b: logistic_loss(data[b].A, data[b].y, message.z))
-                out.append(loss)
-                cpu += self._shared(("loss", b), seconds)
-            return cpu, out
-        st, local = c.state, c.settings.local
-        out, cpu = [], 0.0
-        for b in blocks:
-            started = time.thread_time()
-            out.append(
-                block_step(
-                    data[b].A,
-                    data[b].y,
-                    st.x[b],
-                    st.u[b],
-                    message.z,
-                    st.z_u,
-                    float(message.rho[b]),
-                    float(st.rho_u[b]),
-                    c.settings.relaxation,
-                    with_tolerance(local, message.gradient_tolerance[b]),
-                )
-            )
-            seconds = time.thread_time() - started
-            seconds = self._shared(("x-step", message.iteration, b), seconds)
-            cpu += seconds
+    def _cpu(self, runner: Runner, work: str, iteration: int | None = None) -> float:
+        """The CPU seconds of the runner's last ``work`` (each block's, shared: ``simulate``)."""
+        cpu = 0.0
+        for b, seconds in runner.cpu_seconds.items():
+            key = (work, b) if iteration is None else (work, iteration, b)
+            cpu += self._shared(key, seconds)
         self.compute_cpu += cpu
-        return cpu, out
+        return cpu
 
     def _finish(self) -> float:
-        """Broadcast the final z, gather every block's loss there: F(z)."""
+        """Broadcast the final model, gather every block's loss there: the final objective."""
         _, received, message = self._broadcast(self.driver.finish(), -1)
         works, finals = {}, {}
         for name, worker in self.pool.items():
-            cpu, losses = self._x_steps(worker.blocks, message)
-            works[name] = self.speed * cpu
-            finals[name] = p.Final(name, worker.blocks, tuple(losses), 0)
+            losses = worker.runner.final_losses(message.z)
+            works[name] = self.speed * self._cpu(worker.runner, "loss")
+            finals[name] = p.Final(name, worker.runner.held, losses, 0)
         finished = processor_sharing(received, works, self.settings.cores)
         loss = np.empty(self.plan.n_blocks)
         answers = {n: (finished[n], m) for n, m in finals.items()}
@@ -452,7 +460,10 @@ class _Simulation:
             for w in self.pool.values():
                 self.lifetimes[w.record.name] = self.now - w.record.invoked_at
         elif decision.action is scalein.Action.EVICT:
-            self._evict(decision.victims, decision.reason.value)
+            if self.driver.hands_back:  # they hand their blocks' states back in the next round
+                self.evicting.update(dict.fromkeys(decision.victims, decision.reason.value))
+            else:
+                self._evict(decision.victims, decision.reason.value)
 
     def _spend(self) -> scalein.Spend:
         """Dollars so far and the cost rates, for the budget guard."""
@@ -498,10 +509,12 @@ class _Simulation:
         sent = max(at, self.coordinator_free) + cpu
         self.coordinator_free = sent
         arrived = self._to_worker(sent, sum(map(len, frames)))
-        _, decode_cpu = self._decode(self.worker_decoder, frames)
+        decoded, decode_cpu = self._decode(self.worker_decoder, frames)
         load = 0.0
         if blocks != worker.record.blocks:  # moved blocks: their data is not loaded yet
             load = self.speed * sum(self.data.load_seconds[b] for b in blocks)
+            worker.data.update({b: self.data.blocks[b] for b in blocks})
+        worker.runner.take(decoded)
         taken_in = self.settings.message_overhead_seconds + decode_cpu
         worker.ready_at = arrived + self.speed * taken_in + load
 

@@ -20,8 +20,12 @@ import psutil
 import pytest
 import yaml
 
+from faasopt.algorithms.sgd import problem_from_wire
+from faasopt.data import load_blocks
 from faasopt.payload import PAYLOAD_ENV
+from faasopt.plan import plan_job
 from faasopt.platforms.nats_server import NatsServer
+from faasopt.solvers.sgd import reference_sgd
 
 BASE_MANIFEST: dict[str, Any] = {
     "apiVersion": "faasopt.dev/v1alpha1",
@@ -135,3 +139,74 @@ def liblinear(A, y, l1: float, tol: float = 1e-10) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(A, y).coef_.ravel()
+
+
+# --- SGD and k-means jobs shared by the real runs and the simulated ones ----------------------
+
+SYN = {"samples": 3000, "features": 120, "density": 0.05, "seed": 21}
+GA = {
+    "variant": "gradientAveraging",
+    "optimizer": {"method": "adam", "learningRate": 0.05, "schedule": "inverseSqrt",
+                  "decayEvery": 12},
+    "batchSize": 64,
+    "stop": {"maxEpochs": 20.0},
+}  # fmt: skip
+MA = {
+    "variant": "modelAveraging",
+    "optimizer": {"method": "adam", "learningRate": 0.05, "schedule": "inverseSqrt",
+                  "decayEvery": 12},
+    "batchSize": 64,
+    "syncEvery": 2,
+    "stop": {"maxEpochs": 20.0},
+}  # fmt: skip
+BLOBS = {"samples": 2400, "features": 5, "centers": 6, "spread": 1.5, "seed": 4}
+
+
+def sgd_patch(sgd: dict, **workers) -> dict:
+    """A manifest patch: SGD logistic regression on SYN, 4 blocks on 2 workers by default."""
+    workers = {"count": 2, "blocks": 4, **workers}
+    return {
+        "spec": {
+            "problem": {"data": {"synthetic": SYN}},
+            "algorithm": {"sgd": sgd},
+            "workers": workers,
+        }
+    }
+
+
+def pmf_patch(ratings: dict, rank: int, batch: int, epochs: float) -> dict:
+    """A manifest patch: PMF of ``syntheticRatings`` by GA-SGD (Nesterov), 4 blocks on 2 workers."""
+    return {
+        "spec": {
+            "problem": {"loss": "pmf", "l1": None, "pmf": {"rank": rank, "regularization": 0.5},
+                        "data": {"synthetic": None, "syntheticRatings": ratings}},
+            "algorithm": {"sgd": {"variant": "gradientAveraging", "batchSize": batch,
+                                  "optimizer": {"method": "nesterov", "learningRate": 0.5},
+                                  "stop": {"maxEpochs": epochs}}},
+            "workers": {"count": 2, "blocks": 4},
+        }
+    }  # fmt: skip
+
+
+def kmeans_patch() -> dict:
+    """A manifest patch: k-means (k = 6) of BLOBS to a fixed point, 4 blocks on 2 workers."""
+    return {
+        "spec": {
+            "problem": {"loss": "kmeans", "l1": None, "kmeans": {"k": 6},
+                        "data": {"synthetic": None, "blobs": BLOBS}},
+            "algorithm": {"kmeans": {"tolerance": 0.0, "seed": 3}},
+            "workers": {"count": 2, "blocks": 4},
+        }
+    }  # fmt: skip
+
+
+def sgd_reference(job):
+    """The in-process reference run of an SGD job (``reference_sgd``), and its blocks."""
+    plan = plan_job(job)
+    blocks = load_blocks(plan.source, range(plan.n_blocks), plan.n_blocks)
+    return reference_sgd(problem_from_wire(plan.problem), blocks, plan.settings), blocks
+
+
+def losses(result) -> list[float]:
+    """The objective of each round of a run's trace."""
+    return [entry["objective"] for entry in result.report["trace"]]

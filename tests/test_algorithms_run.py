@@ -9,7 +9,20 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import kill_workers, liblinear, merge, objective, worker_processes
+from conftest import (
+    GA,
+    MA,
+    kill_workers,
+    kmeans_patch,
+    liblinear,
+    losses,
+    merge,
+    objective,
+    pmf_patch,
+    sgd_patch,
+    sgd_reference,
+    worker_processes,
+)
 from prometheus_client import CollectorRegistry
 
 import faasopt
@@ -19,64 +32,21 @@ from faasopt.data.source import holdout_ratings
 from faasopt.plan import plan_job
 from faasopt.solvers.kmeans import kmeans_plus_plus, reference_kmeans
 from faasopt.solvers.pmf import PmfProblem, rmse
-from faasopt.solvers.sgd import reference_sgd
 from faasopt.spec import TrainingJob
-
-SYN = {"samples": 3000, "features": 120, "density": 0.05, "seed": 21}
-GA = {
-    "variant": "gradientAveraging",
-    "optimizer": {"method": "adam", "learningRate": 0.05, "schedule": "inverseSqrt",
-                  "decayEvery": 12},
-    "batchSize": 64,
-    "stop": {"maxEpochs": 20.0},
-}  # fmt: skip
-MA = {
-    "variant": "modelAveraging",
-    "optimizer": {"method": "adam", "learningRate": 0.05, "schedule": "inverseSqrt",
-                  "decayEvery": 12},
-    "batchSize": 64,
-    "syncEvery": 2,
-    "stop": {"maxEpochs": 20.0},
-}  # fmt: skip
-BLOBS = {"samples": 2400, "features": 5, "centers": 6, "spread": 1.5, "seed": 4}
-
-
-def _sgd_patch(sgd: dict, **workers) -> dict:
-    workers = {"count": 2, "blocks": 4, **workers}
-    return {
-        "spec": {
-            "problem": {"data": {"synthetic": SYN}},
-            "algorithm": {"sgd": sgd},
-            "workers": workers,
-        }
-    }
 
 
 def _sgd_job(manifest, sgd: dict, **workers) -> TrainingJob:
-    return TrainingJob.from_yaml(manifest(_sgd_patch(sgd, **workers)))
-
-
-def _reference(job: TrainingJob):
-    plan = plan_job(job)
-    blocks = load_blocks(plan.source, range(plan.n_blocks), plan.n_blocks)
-    from faasopt.algorithms.sgd import problem_from_wire
-
-    problem = problem_from_wire(plan.problem)
-    return reference_sgd(problem, blocks, plan.settings), blocks
-
-
-def _losses(result) -> list[float]:
-    return [entry["objective"] for entry in result.report["trace"]]
+    return TrainingJob.from_yaml(manifest(sgd_patch(sgd, **workers)))
 
 
 @pytest.mark.parametrize("sgd", [GA, MA], ids=["GA-SGD", "MA-SGD"])
 def test_sgd_equals_its_reference_and_reaches_liblinear_within_1_percent(manifest, sgd):
     job = _sgd_job(manifest, sgd)
     result = faasopt.run(job, quiet_workers=True)
-    reference, blocks = _reference(job)
+    reference, blocks = sgd_reference(job)
     assert result.report["algorithm"] == "sgd"
     assert result.report["status"] == "maxEpochs" and result.converged  # the budget is the goal
-    assert _losses(result) == [r.loss for r in reference.history]  # step by step, bit for bit
+    assert losses(result) == [r.loss for r in reference.history]  # step by step, bit for bit
     np.testing.assert_array_equal(result.solution, reference.x)
     assert result.objective == pytest.approx(reference.objective, rel=1e-12)
     A = sp.vstack([b.A for b in blocks]).tocsr()
@@ -95,10 +65,10 @@ def test_isp_at_v_0_is_bsp_and_at_v_0_7_sends_fewer_bytes_to_the_threshold(manif
         job = _sgd_job(manifest, sgd)
         registries[v] = CollectorRegistry()
         runs[v] = faasopt.run(job, quiet_workers=True, metrics_registry=registries[v])
-        references[v], _ = _reference(job)
+        references[v], _ = sgd_reference(job)
     for v, run in runs.items():
         assert run.report["status"] == "lossThreshold", v
-        assert _losses(run) == [r.loss for r in references[v].history], v
+        assert losses(run) == [r.loss for r in references[v].history], v
         np.testing.assert_array_equal(run.solution, references[v].x)
     isp, bsp = runs[0.7].report, runs[0.0].report
     assert bsp["entriesSent"] == sum(r.entries_sent for r in references[0.0].history)
@@ -119,26 +89,16 @@ def test_ga_sgd_survives_a_killed_worker_with_the_same_iterates(manifest):
             kill_workers(["w1"])
 
     killed = faasopt.run(job, quiet_workers=True, on_round=on_round)
-    reference, _ = _reference(job)
+    reference, _ = sgd_reference(job)
     assert killed.report["replacements"] == 1
-    assert _losses(killed) == [r.loss for r in reference.history]
+    assert losses(killed) == [r.loss for r in reference.history]
     np.testing.assert_array_equal(killed.solution, reference.x)
 
 
 def test_pmf_recovers_a_low_rank_matrix_to_the_noise_level(manifest):
     ratings = {"users": 60, "items": 50, "rank": 3, "ratings": 4000, "noise": 0.1, "seed": 5,
                "holdout": 500}  # fmt: skip
-    patch = {
-        "spec": {
-            "problem": {"loss": "pmf", "l1": None, "pmf": {"rank": 3, "regularization": 0.5},
-                        "data": {"synthetic": None, "syntheticRatings": ratings}},
-            "algorithm": {"sgd": {"variant": "gradientAveraging", "batchSize": 100,
-                                  "optimizer": {"method": "nesterov", "learningRate": 0.5},
-                                  "stop": {"maxEpochs": 60.0}}},
-            "workers": {"count": 2, "blocks": 4},
-        }
-    }  # fmt: skip
-    job = TrainingJob.from_yaml(manifest(patch))
+    job = TrainingJob.from_yaml(manifest(pmf_patch(ratings, rank=3, batch=100, epochs=60.0)))
     result = faasopt.run(job, quiet_workers=True)
     plan = plan_job(job)
     problem = PmfProblem(**plan.problem["pmf"])
@@ -152,20 +112,14 @@ def test_pmf_recovers_a_low_rank_matrix_to_the_noise_level(manifest):
 def test_kmeans_equals_its_reference_and_scikit_learn_from_the_same_start(manifest):
     from sklearn.cluster import KMeans
 
-    patch = {
-        "spec": {
-            "problem": {"loss": "kmeans", "l1": None, "kmeans": {"k": 6},
-                        "data": {"synthetic": None, "blobs": BLOBS}},
-            "algorithm": {"kmeans": {"tolerance": 0.0, "seed": 3}},
-            "workers": {"count": 2, "blocks": 4},
-        }
-    }  # fmt: skip
-    job = TrainingJob.from_yaml(manifest(patch))
+    job = TrainingJob.from_yaml(manifest(kmeans_patch()))
     result = faasopt.run(job, quiet_workers=True)
     plan = plan_job(job)
     blocks = [b.A for b in load_blocks(plan.source, range(4), 4)]
     reference = reference_kmeans(blocks, plan.settings)
     assert result.report["status"] == "converged" and result.report["converged"]
+    traced = sum(t["compute"] for e in result.report["trace"] for t in e["perWorker"].values())
+    assert result.report["computeSeconds"] > traced  # the seeding rounds' compute counts too
     np.testing.assert_array_equal(result.solution, reference.centroids)
     assert result.objective == pytest.approx(reference.inertia, rel=1e-12)
     assert [e["objective"] for e in result.report["trace"]] == [
@@ -183,9 +137,9 @@ def test_ma_sgd_rotation_moves_each_blocks_state_exactly(manifest):
     sgd = {**MA, "significance": 0.7, "stop": {"maxEpochs": 3.0}}
     job = _sgd_job(manifest, sgd, timeLimitSeconds=5.0)
     result = faasopt.run(job, quiet_workers=True, on_round=lambda report: time.sleep(0.4))
-    reference, _ = _reference(job)
+    reference, _ = sgd_reference(job)
     assert result.report["rotations"] >= 2 and result.report["replacements"] == 0
-    assert _losses(result) == [r.loss for r in reference.history]
+    assert losses(result) == [r.loss for r in reference.history]
     np.testing.assert_array_equal(result.solution, reference.x)
 
 
@@ -196,18 +150,18 @@ def test_scale_in_moves_sgd_blocks_with_their_exact_state(manifest, sgd):
     the run is the reference's, bit for bit, on a pool that shrinks."""
     scale_in = {"policy": "idle", "idleShare": 0.01, "windowRounds": 2, "minWorkers": 2,
                 "intervalSeconds": 0.05, "deltaSeconds": 0.05}  # fmt: skip
-    patch = merge(_sgd_patch({**sgd, "significance": 0.7} if sgd is MA else sgd, count=4),
+    patch = merge(sgd_patch({**sgd, "significance": 0.7} if sgd is MA else sgd, count=4),
                   {"spec": {"scaleIn": scale_in}})  # fmt: skip
     job = TrainingJob.from_yaml(manifest(patch))
     result = faasopt.run(job, quiet_workers=True)
-    reference, _ = _reference(job)
+    reference, _ = sgd_reference(job)
     report = result.report
     assert report["scaleIn"]["evictions"] >= 1
     evicted = [c for c in report["coldStarts"] if (c["ended"] or "").startswith("evicted")]
     assert len(evicted) == report["scaleIn"]["evictions"] and report["replacements"] == 0
     workers = [len(e["perWorker"]) for e in report["trace"]]
     assert workers[0] == 4 and workers[-1] == 4 - len(evicted) >= 2
-    assert _losses(result) == [r.loss for r in reference.history]
+    assert losses(result) == [r.loss for r in reference.history]
     np.testing.assert_array_equal(result.solution, reference.x)
 
 
@@ -217,23 +171,23 @@ def test_auto_scale_in_on_sgd_evicts_after_the_knee_and_keeps_the_loss(manifest)
     iterates do not depend on the pool), so well within the tolerance S of the full pool's."""
     scale_in = {"policy": "auto", "rule": "mlless", "minWorkers": 2,
                 "intervalSeconds": 0.05, "deltaSeconds": 0.05}  # fmt: skip
-    patch = merge(_sgd_patch(GA, count=4), {"spec": {"scaleIn": scale_in}})
+    patch = merge(sgd_patch(GA, count=4), {"spec": {"scaleIn": scale_in}})
     job = TrainingJob.from_yaml(manifest(patch))
     result = faasopt.run(job, quiet_workers=True)
-    reference, _ = _reference(job)
+    reference, _ = sgd_reference(job)
     decisions = result.report["scaleIn"]["decisions"]
     evictions = [d for d in decisions if d["action"] == "evict"]
     assert evictions and result.report["scaleIn"]["evictions"] == len(evictions)
     knee = min(d["kneeIteration"] for d in decisions if d["kneeIteration"] is not None)
     assert all(d["iteration"] >= knee for d in evictions)
     assert [len(e["perWorker"]) for e in result.report["trace"]][-1] < 4
-    assert _losses(result) == [r.loss for r in reference.history]
+    assert losses(result) == [r.loss for r in reference.history]
 
 
 def test_a_ga_sgd_straggler_is_raced_by_a_copy_and_nothing_changes(manifest):
     """GA-SGD's blocks keep nothing on their workers, so a copy can answer for a paused one."""
     job = TrainingJob.from_yaml(
-        manifest(merge(_sgd_patch({**GA, "stop": {"maxEpochs": 2.0}}, count=2),
+        manifest(merge(sgd_patch({**GA, "stop": {"maxEpochs": 2.0}}, count=2),
                        {"spec": {"workers": {"straggler": {"policy": "speculate",
                                                           "minSeconds": 0.3}}}}))
     )  # fmt: skip
@@ -246,7 +200,7 @@ def test_a_ga_sgd_straggler_is_raced_by_a_copy_and_nothing_changes(manifest):
             threading.Timer(3.0, lambda: w1.is_running() and w1.resume()).start()
 
     result = faasopt.run(job, quiet_workers=True, settings=settings, on_round=on_round)
-    reference, _ = _reference(job)
+    reference, _ = sgd_reference(job)
     assert result.report["stragglers"] == {"speculated": 1, "copiesWon": 1}
-    assert _losses(result) == [r.loss for r in reference.history]
+    assert losses(result) == [r.loss for r in reference.history]
     np.testing.assert_array_equal(result.solution, reference.x)

@@ -438,6 +438,7 @@ def test_rounds_to_tolerance_extrapolates_a_geometric_residual():
     assert rounds_to_tolerance(residuals, 1.0) == 0.0
     assert rounds_to_tolerance([1.0, 2.0, 3.0], 0.1) is None
     assert rounds_to_tolerance([1.0, 0.5], 0.1) is None
+    assert rounds_to_tolerance(residuals, 0.0) is None  # k-means run to a fixed point
 
 
 def test_every_decision_carries_its_figures_as_json():

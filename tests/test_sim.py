@@ -241,6 +241,6 @@ def test_runs_sharing_cpu_seconds_share_their_clock(manifest):
     ]
     assert compute[0] == compute[1]  # the x-steps' clock is shared; the decisions' own is not
     kinds = {key[0] for key in shared}
-    assert kinds == {"x-step", "reduce", "loss", "encode", "decode"}
+    assert kinds == {"step", "reduce", "loss", "encode", "decode"}
     rounds = first.report["iterations"]
-    assert sum(key[0] == "x-step" for key in shared) == rounds * plan.n_blocks
+    assert sum(key[0] == "step" for key in shared) == rounds * plan.n_blocks

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from faasopt import protocol as p
+from faasopt.algorithms.base import each_block
 from faasopt.checkpoint import Snapshot
 from faasopt.errors import CheckpointError, ProtocolError
 from faasopt.scalein import remaining_rounds
@@ -188,6 +189,7 @@ class AdmmRunner:
         self.x = self.u = self.rho_u = self.z_u = None
         self.relaxation = 1.0
         self.settings = LocalSolverSettings()
+        self.cpu_seconds: dict[int, float] = {}
 
     @property
     def ready(self) -> bool:
@@ -228,8 +230,11 @@ class AdmmRunner:
     def step(self, message: p.Iterate) -> dict[str, Any]:
         """Each held block's x-step with its penalty and gradient tolerance from the broadcast."""
         rho = np.array([message.rho[b] for b in self._held])
-        updates = [
-            block_step(
+        row = {block: i for i, block in enumerate(self._held)}
+
+        def x_step(block: int):
+            i = row[block]
+            return block_step(
                 self.data[block].A,
                 self.data[block].y,
                 self.x[i],
@@ -241,8 +246,8 @@ class AdmmRunner:
                 self.relaxation,
                 with_tolerance(self.settings, message.gradient_tolerance[block]),
             )
-            for i, block in enumerate(self._held)
-        ]
+
+        updates = each_block(self._held, x_step, self.cpu_seconds)
         self.x = np.stack([up.x for up in updates])
         self.u = np.stack([up.u for up in updates])
         self.rho_u = rho
@@ -261,4 +266,7 @@ class AdmmRunner:
         return p.Result(**fields, leaving=leaving, **timing)
 
     def final_losses(self, model: np.ndarray) -> tuple[float, ...]:
-        return tuple(logistic_loss(self.data[b].A, self.data[b].y, model) for b in self._held)
+        def loss(b: int) -> float:
+            return logistic_loss(self.data[b].A, self.data[b].y, model)
+
+        return tuple(each_block(self._held, loss, self.cpu_seconds))

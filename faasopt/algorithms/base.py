@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -22,6 +23,23 @@ class StepRecord:
     broadcast centroids (k-means)."""
     details: dict[str, Any] = field(default_factory=dict)
     """The algorithm's own figures of the round, camelCase, as the report's trace shows them."""
+
+
+T = TypeVar("T")
+
+
+def each_block(
+    blocks: Iterable[int], work: Callable[[int], T], seconds: dict[int, float]
+) -> list[T]:
+    """``[work(b) for b in blocks]``, with each call's CPU seconds in ``seconds[b]`` (cleared
+    first): the simulated platform's clock pairs runs block by block (:mod:`faasopt.sim`)."""
+    seconds.clear()
+    out = []
+    for b in blocks:
+        started = time.thread_time()
+        out.append(work(b))
+        seconds[b] = time.thread_time() - started
+    return out
 
 
 class Driver(Protocol):
@@ -90,6 +108,8 @@ class Runner(Protocol):
     ASSIGN: ClassVar[type]
     ROUND: ClassVar[type]
     max_message_bytes: int
+    cpu_seconds: dict[int, float]
+    """CPU seconds of each held block's part of the last step or final losses."""
 
     @property
     def ready(self) -> bool:

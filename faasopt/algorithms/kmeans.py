@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from faasopt import protocol as p
-from faasopt.algorithms.base import StepRecord
+from faasopt.algorithms.base import StepRecord, each_block
 from faasopt.checkpoint import Snapshot
 from faasopt.errors import CheckpointError, DataError, ProtocolError
 from faasopt.scalein import rounds_to_tolerance
@@ -208,6 +208,7 @@ class KMeansRunner:
         self.max_message_bytes = 8 * (self.settings.k * self.features + 1024)
         self._held: tuple[int, ...] = ()
         self._ready = False
+        self.cpu_seconds: dict[int, float] = {}
 
     @property
     def ready(self) -> bool:
@@ -236,18 +237,9 @@ class KMeansRunner:
         )
 
     def step(self, message: p.Round) -> dict[str, Any]:
-        scalars: list[float] = []
-        parts: list[np.ndarray] = []
-        for block in self._held:
-            A = self.data[block].A
-            if message.phase == SEED:
-                c = candidate_block_step(A, message.model, self.settings.seed, block)
-                scalars += [c.weight, float(c.candidate is not None)]
-                parts.append(c.candidate if c.candidate is not None else np.empty(0))
-            else:
-                s = cluster_stats(A, message.model, block)
-                scalars.append(s.inertia)
-                parts.append(np.concatenate([s.sums.ravel(), s.counts.astype(np.float64)]))
+        steps = each_block(self._held, lambda b: self._block(b, message), self.cpu_seconds)
+        scalars = [number for numbers, _ in steps for number in numbers]
+        parts = [values for _, values in steps]
         return {
             "worker": self.payload.worker,
             "iteration": message.iteration,
@@ -258,8 +250,21 @@ class KMeansRunner:
             "values": np.concatenate(parts) if parts else np.empty(0),
         }
 
+    def _block(self, block: int, message: p.Round) -> tuple[tuple[float, ...], np.ndarray]:
+        """A block's k-means++ candidate (seeding) or its Lloyd statistics: (scalars, values)."""
+        A = self.data[block].A
+        if message.phase == SEED:
+            c = candidate_block_step(A, message.model, self.settings.seed, block)
+            found = c.candidate is not None
+            return (c.weight, float(found)), c.candidate if found else np.empty(0)
+        s = cluster_stats(A, message.model, block)
+        return (s.inertia,), np.concatenate([s.sums.ravel(), s.counts.astype(np.float64)])
+
     def answer(self, fields: dict[str, Any], leaving: bool, **timing: Any) -> p.Answer:
         return p.Answer(**fields, leaving=leaving, **timing)
 
     def final_losses(self, model: np.ndarray) -> tuple[float, ...]:
-        return tuple(cluster_stats(self.data[b].A, model, b).inertia for b in self._held)
+        def inertia(b: int) -> float:
+            return cluster_stats(self.data[b].A, model, b).inertia
+
+        return tuple(each_block(self._held, inertia, self.cpu_seconds))

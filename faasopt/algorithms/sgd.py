@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from faasopt import protocol as p
-from faasopt.algorithms.base import StepRecord
+from faasopt.algorithms.base import StepRecord, each_block
 from faasopt.checkpoint import Snapshot
 from faasopt.data.blocks import block_bounds
 from faasopt.data.source import holdout_ratings
@@ -354,6 +354,7 @@ class SgdRunner:
         self.max_message_bytes = 8 * (payload.n_blocks * state_size + d + 1024)
         self.states: dict[int, BlockState] = {}
         self._ready = False
+        self.cpu_seconds: dict[int, float] = {}
 
     @property
     def averaging_models(self) -> bool:
@@ -385,12 +386,9 @@ class SgdRunner:
         return message.phase in (STEP, FLUSH) and self.fits(message.model)
 
     def step(self, message: p.Round) -> dict[str, Any]:
-        scalars: list[float] = []
-        parts: list[np.ndarray] = []
-        for block in self.held:
-            numbers, values = self._block(block, message)
-            scalars.extend(numbers)
-            parts.append(values)
+        steps = each_block(self.held, lambda b: self._block(b, message), self.cpu_seconds)
+        scalars = [number for numbers, _ in steps for number in numbers]
+        parts = [values for _, values in steps]
         return {
             "worker": self.payload.worker,
             "iteration": message.iteration,
@@ -430,4 +428,7 @@ class SgdRunner:
         return p.Answer(**fields, leaving=leaving, **timing)
 
     def final_losses(self, model: np.ndarray) -> tuple[float, ...]:
-        return tuple(self.problem.loss(self.data[b], model) for b in self.held)
+        losses = each_block(
+            self.held, lambda b: self.problem.loss(self.data[b], model), self.cpu_seconds
+        )
+        return tuple(losses)
