@@ -20,7 +20,18 @@ decision (``Tracker(max_victims=1)``: how the coordinator runs it until it carri
 at the round `auto` declares the knee, a schedule chosen knowing
 every round's time (a bound for post-knee scale-in, not a policy); smaller pools from the start
 without a policy (not a scale-in: what choosing W before the job would give). The bound printed
-last is the whole-job Perf/$ ratio if every worker-second after the knee were free.
+last is the whole-job Perf/$ ratio if every worker-second after the knee were free and the run
+took as long: a bound where a smaller pool's rounds are no faster (ADMM on this instance, whose
+rounds are compute; not SGD's message-bound rounds, where fewer workers are also faster).
+
+``--algorithm sgd`` runs MLLess's own setting instead (seed 002, Table 1: LR by minibatch SGD
+with Adam under its ISP filter, v = 0.7) on the same data and pool: MA-SGD with one local step a
+round (``syncEvery: 1``), 1000 rows a block a round, stopped once the minibatch loss stays under
+``--loss-threshold`` for 10 rounds (MLLess stops LR at a loss, BCE 0.58 on Criteo), or after
+``--epochs`` without a threshold (LambdaML's fixed budget). Its rounds are short (a minibatch, one
+sparse update), so they are bound by messages, not compute, which is MLLess's case for scale-in
+(its step time grows with the pool, Sec. 4.2); how far past the knee the run goes sets what any
+scale-in can save.
 
 Each configuration runs ``--repeat`` times. Within one repeat every configuration has the same
 cold-start draws and the same measured CPU times for the same work (``simulate(...,
@@ -30,6 +41,7 @@ its own `none` run; the other figures are medians.
 
     .venv/bin/python bench/scalein.py [--workers 24] [--tolerance 0.02] [--repeat 3]
                                       [--unpaired] [--out FILE]
+    .venv/bin/python bench/scalein.py --algorithm sgd [--loss-threshold 0.285 | --epochs 10]
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ from faasopt.plan import plan_job  # noqa: E402
 from faasopt.scalein import ScaleInSettings  # noqa: E402
 from faasopt.scaling import paper_job  # noqa: E402
 from faasopt.sim import LAMBDA, load_data, plan_job_workers, simulate  # noqa: E402
+from faasopt.spec import TrainingJob  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MLLESS_INTERVAL_SHARE = 20.0 / 400.0
@@ -64,6 +77,36 @@ HINDSIGHT_POOLS = (12, 8, 6)
 scale-in could do with perfect foresight of the round times (a bound, not a policy)."""
 TARGET_PERF_PER_DOLLAR = 1.3
 TARGET_TIME = 1.10
+
+
+MLLESS_SGD = {
+    "variant": "modelAveraging",
+    "optimizer": {"method": "adam", "learningRate": 0.05},
+    "batchSize": 1000,
+    "syncEvery": 1,
+    "significance": 0.7,
+}
+"""MLLess's LR training (seed 002, Table 1: Adam, ISP v = 0.7) as faasopt's MA-SGD."""
+SGD_LOSS = 0.285
+"""The default loss to stop at: reached in about 4 epochs, some 40 rounds after the knee (the
+minibatch loss levels off near 0.275)."""
+
+
+def sgd_job(
+    blocks: int, loss_threshold: float | None, epochs: float | None, name: str
+) -> TrainingJob:
+    """The paper's instance, trained as MLLess trains LR: until the minibatch loss stays under
+    ``loss_threshold`` for 10 rounds (within 40 epochs), or for ``epochs``."""
+    stop = (
+        {"lossThreshold": loss_threshold, "holdRounds": 10, "maxEpochs": 40.0}
+        if loss_threshold is not None
+        else {"maxEpochs": epochs}
+    )
+    paper = paper_job(blocks=blocks, name=name)
+    spec = paper.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec["algorithm"] = {"sgd": {**MLLESS_SGD, "stop": stop}}
+    document = {"apiVersion": paper.api_version, "kind": paper.kind, "metadata": {"name": name}}
+    return TrainingJob.from_dict({**document, "spec": spec})
 
 
 def solve_bill(report: dict[str, Any]) -> cost.JobCost:
@@ -107,7 +150,8 @@ class Schedule(scalein.Tracker):
 
 def post_knee_bound(report: dict[str, Any], knee_round: int) -> float:
     """Whole-job Perf/$ over ``report``'s (a run without scale-in) if every worker-second after
-    round ``knee_round`` were free and took no time: no post-knee scale-in can beat it."""
+    round ``knee_round`` were free, the run as long: no post-knee scale-in that does not also
+    shorten the rounds can beat it."""
     trace = report["trace"]
     after = report["solveSeconds"] - trace[knee_round]["elapsedSeconds"]
     price = cost.price_of("sim", models=report["simulation"]["settings"]["prices"])
@@ -181,9 +225,18 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="measure every run's CPU times afresh (default: the runs of one repeat share them)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "scalein.json")
+    parser.add_argument("--algorithm", choices=("admm", "sgd"), default="admm")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--loss-threshold", type=float, help=f"sgd: stop under it ({SGD_LOSS})")
+    stop.add_argument("--epochs", type=float, help="sgd: stop after these epochs")
+    parser.add_argument("--out", type=Path, help="default: bench/results/scalein[_sgd].json")
     args = parser.parse_args(argv)
-    job = paper_job(blocks=args.workers, rounds=1000, tolerance=args.tolerance, name="scalein")
+    if args.algorithm == "admm":
+        job = paper_job(blocks=args.workers, rounds=1000, tolerance=args.tolerance, name="scalein")
+    else:
+        threshold = None if args.epochs is not None else args.loss_threshold or SGD_LOSS
+        job = sgd_job(args.workers, threshold, args.epochs, name="scalein")
+    out = args.out or RESULTS / ("scalein.json" if args.algorithm == "admm" else "scalein_sgd.json")
     plan = plan_job(job)
     data = load_data(plan)
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -232,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     results = {name: medians(rs) for name, rs in runs.items()}
     none = results["none"]
     print(
-        f"W = B = {args.workers}, {none['iterations']} rounds, objective {none['objective']:.6f}, "
+        f"{args.algorithm}, W = B = {args.workers}, {none['iterations']} rounds, "
+        f"objective {none['objective']:.6f}, "
         f"medians of {args.repeat} runs ({'unpaired' if args.unpaired else 'paired'} CPU times)"
     )
     print(
@@ -271,24 +325,26 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"bound on the whole-job Perf/$ ratio of any scale-in after the knee (round "
             f"{none.get('kneeDeclared') or results['auto (model; 20 s)']['kneeDeclared']}): "
-            f"{bound:.2f} (every worker-second after it free)"
+            f"{bound:.2f} (every worker-second after it free, rounds no faster)"
         )
     print(
         "ratios: medians over repeats of each repeat's ratio to its own none run; "
         f"targets: Perf/$ ratio >= {TARGET_PERF_PER_DOLLAR}, time ratio <= {TARGET_TIME}"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         json.dumps(
             {
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "workers": args.workers,
                 "repeat": args.repeat,
                 "paired": not args.unpaired,
-                "tolerance": args.tolerance,
+                "tolerance": args.tolerance if args.algorithm == "admm" else None,
                 "blocks": plan.n_blocks,
                 "memoryMB": plan.memory_mb,
-                "admm": job.spec.algorithm.admm.model_dump(mode="json", by_alias=True),
+                "algorithm": job.spec.algorithm.model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                ),
                 "sim": asdict(LAMBDA),
                 "policies": {n: asdict(s) for n, s in policies.items()},
                 "fixedPools": [w for w in FIXED_POOLS if w < args.workers],
@@ -302,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         + "\n"
     )
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -518,13 +518,18 @@ def _evict(
     now = history[-1]
     if len(now.workers) <= settings.min_workers:
         return _decision(history, Action.KEEP, Reason.MIN_WORKERS, state, figures)
-    last = state.last_eviction_seconds
-    if last is not None and now.wall_seconds - last < settings.interval_seconds:
+    if _too_soon(now, settings, state):
         return _decision(history, Action.KEEP, Reason.INTERVAL, state, figures)
     if victims is None:
         victims = (most_idle(history, settings.window_rounds),)
     victims = tuple(victims)[: len(now.workers) - settings.min_workers]
     return _decision(history, Action.EVICT, reason, state, figures, victims)
+
+
+def _too_soon(now: Observation, settings: ScaleInSettings, state: PolicyState) -> bool:
+    """Whether the last eviction was less than ``interval_seconds`` ago (one per interval)."""
+    last = state.last_eviction_seconds
+    return last is not None and now.wall_seconds - last < settings.interval_seconds
 
 
 # --- the policies ----------------------------------------------------------------------------
@@ -559,6 +564,8 @@ def _mlless(history, settings, state, steps, guards) -> Decision:
     )
     if workers <= settings.min_workers:
         return _decision(history, Action.KEEP, Reason.MIN_WORKERS, state, figures)
+    if _too_soon(now, settings, state):  # before the fit: it costs milliseconds every round
+        return _decision(history, Action.KEEP, Reason.INTERVAL, state, figures)
     if len(segment) < settings.min_fit_points:
         return _decision(history, Action.KEEP, Reason.TOO_FEW_POINTS, state, figures)
     current = fit_curve(segment, history[0], equation=3)
@@ -602,8 +609,7 @@ def _model_rule(history, settings, state, guards, spend, max_victims) -> Decisio
     )
     if workers <= settings.min_workers:
         return _decision(history, Action.KEEP, Reason.MIN_WORKERS, state, figures)
-    last = state.last_eviction_seconds
-    if last is not None and now.wall_seconds - last < settings.interval_seconds:
+    if _too_soon(now, settings, state):
         return _decision(history, Action.KEEP, Reason.INTERVAL, state, figures)
     model = fit_round_model(history)
     if model is None:
