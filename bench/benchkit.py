@@ -29,3 +29,14 @@ def liblinear(A, y: np.ndarray, l1: float) -> tuple[np.ndarray, float]:
         warnings.simplefilter("ignore", ConvergenceWarning)
         x = model.fit(A, y).coef_.ravel()
     return x, time.perf_counter() - started
+
+
+MLLESS_SGD = {
+    "variant": "modelAveraging",
+    "optimizer": {"method": "adam", "learningRate": 0.05},
+    "batchSize": 1000,
+    "syncEvery": 1,
+    "significance": 0.7,
+}
+"""MLLess's LR training (seed 002, Table 1: Adam, ISP v = 0.7) as faasopt's MA-SGD (``spec.algorithm
+.sgd`` without its stop rule): one local step of 1000 rows a block a round."""

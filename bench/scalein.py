@@ -59,6 +59,8 @@ from dataclasses import asdict, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from benchkit import MLLESS_SGD  # noqa: E402
+
 from faasopt import cost, scalein  # noqa: E402
 from faasopt.plan import plan_job  # noqa: E402
 from faasopt.scalein import ScaleInSettings  # noqa: E402
@@ -79,14 +81,6 @@ TARGET_PERF_PER_DOLLAR = 1.3
 TARGET_TIME = 1.10
 
 
-MLLESS_SGD = {
-    "variant": "modelAveraging",
-    "optimizer": {"method": "adam", "learningRate": 0.05},
-    "batchSize": 1000,
-    "syncEvery": 1,
-    "significance": 0.7,
-}
-"""MLLess's LR training (seed 002, Table 1: Adam, ISP v = 0.7) as faasopt's MA-SGD."""
 SGD_LOSS = 0.285
 """The default loss to stop at: reached in about 4 epochs, some 40 rounds after the knee (the
 minibatch loss levels off near 0.275)."""

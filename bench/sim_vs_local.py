@@ -12,7 +12,11 @@ slowest local worker's compute over the sim's at full speed (medians over rounds
 out). What is compared is then the rest of the round: messages, the coordinator's queue and
 reduce. The sim runs ``--repeat`` times at each speed and the medians count.
 
-    .venv/bin/python bench/sim_vs_local.py [--repeat 3] [--out bench/results/sim_vs_local.json]
+``--algorithm sgd`` compares MLLess's training instead (MA-SGD with ISP, ``benchkit.MLLESS_SGD``,
+3 epochs) on the same data: rounds of one minibatch step, bound by messages rather than compute,
+the regime where scale-in pays on SGD (``bench/scalein.py --algorithm sgd``).
+
+    .venv/bin/python bench/sim_vs_local.py [--algorithm sgd] [--repeat 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from benchkit import MLLESS_SGD
 
 import faasopt
 from faasopt.plan import plan_job
@@ -79,11 +84,17 @@ def compare(job: TrainingJob, workers: int, repeat: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", default="bench/results/sim_vs_local.json")
+    parser.add_argument("--algorithm", choices=("admm", "sgd"), default="admm")
+    parser.add_argument("--out", help="default: bench/results/sim_vs_local[_sgd].json")
     args = parser.parse_args()
+    document = JOB
+    if args.algorithm == "sgd":
+        sgd = {**MLLESS_SGD, "stop": {"maxEpochs": 3.0}}
+        document = {**JOB, "spec": {**JOB["spec"], "algorithm": {"sgd": sgd}}}
+    out = args.out or f"bench/results/sim_vs_local{'_sgd' if args.algorithm == 'sgd' else ''}.json"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "job.yaml"
-        path.write_text(yaml.safe_dump(JOB))
+        path.write_text(yaml.safe_dump(document))
         job = TrainingJob.from_yaml(path)
         rows = [compare(job, workers, args.repeat) for workers in (2, 4)]
     print(f"{'W':>3} {'measured s':>11} {'predicted s':>12} {'ratio':>6} {'within 30 %':>11}")
@@ -96,9 +107,10 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "loadAverage": os.getloadavg(),
         "repeat": args.repeat,
+        "algorithm": args.algorithm,
         "rows": rows,
     }
-    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    Path(out).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

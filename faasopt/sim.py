@@ -290,7 +290,7 @@ class _Simulation:
         self.hub_out = 0.0  # when the server's link to workers is next free
         self.hub_in = 0.0  # when its link from workers is next free
         self.coordinator_free = 0.0
-        self.compute_cpu = 0.0
+        self.compute_cpu = 0.0  # the workers' steps, measured here
         self.untraced_compute = 0.0  # workers' compute in rounds the trace does not list
         self.cpu_seconds = cpu_seconds
         self.error: str | None = None
@@ -303,8 +303,8 @@ class _Simulation:
         driver = self.driver
         try:
             while not driver.done and self.error is None:
-                self._round(solve_started)
-                if not driver.done and self.rounds:
+                listed = self._round(solve_started)
+                if listed and not driver.done:  # decide on the rounds the trace lists
                     self._decide(solve_started)
             objective = self._finish() if self.error is None else None
         except FaasoptError as exc:  # what a real run ends with (e.g. k-means on too few rows)
@@ -373,8 +373,9 @@ class _Simulation:
             algorithm=plan.worker_algorithm,
         )
 
-    def _round(self, solve_started: float) -> None:
-        """One round: broadcast, every worker's step through its runner, gather, reduce."""
+    def _round(self, solve_started: float) -> bool:
+        """One round: broadcast, every worker's step through its runner, gather, reduce.
+        Whether the trace lists it (not k-means++ seeding, not MA-SGD's flush)."""
         pool, driver = self.pool, self.driver
         k = driver.iteration
         leave = tuple(sorted(self.evicting))
@@ -383,7 +384,9 @@ class _Simulation:
         works, steps = {}, {}
         for name, worker in pool.items():
             steps[name] = worker.runner.step(message)
-            works[name] = self.speed * self._cpu(worker.runner, "step", k)
+            cpu = self._cpu(worker.runner, "step", k)
+            self.compute_cpu += cpu
+            works[name] = self.speed * cpu
         finished = processor_sharing(received, works, self.settings.cores)
         sends: dict[str, tuple[float, p.Message]] = {}
         for name, fields in steps.items():
@@ -410,10 +413,11 @@ class _Simulation:
         if leave:  # they answered with their blocks' states: move them now
             self._evict(leave, self.evicting[leave[0]])
             self.evicting.clear()
-        if record is None:  # a round the trace does not list (k-means++ seeding, MA's flush)
+        if record is None:  # a round the trace does not list
             self.untraced_compute += sum(t.compute for t in timings.values())
-        else:
-            self.rounds.append(RoundReport(record, self.now - solve_started, timings))
+            return False
+        self.rounds.append(RoundReport(record, self.now - solve_started, timings))
+        return True
 
     def _cpu(self, runner: Runner, work: str, iteration: int | None = None) -> float:
         """The CPU seconds of the runner's last ``work`` (each block's, shared: ``simulate``)."""
@@ -421,7 +425,6 @@ class _Simulation:
         for b, seconds in runner.cpu_seconds.items():
             key = (work, b) if iteration is None else (work, iteration, b)
             cpu += self._shared(key, seconds)
-        self.compute_cpu += cpu
         return cpu
 
     def _finish(self) -> float:
