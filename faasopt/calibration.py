@@ -5,7 +5,8 @@ the defaults of :class:`faasopt.sim.SimSettings`):
 
 - :func:`measure_nats`: a real ``nats-server`` on loopback and two nats-py clients: the round
   trip of a request and its reply for a small and a z-sized message, and the throughput of a
-  stream of z-sized messages into one subscriber (what the coordinator's gather sees).
+  stream of small and of z-sized messages into one subscriber (what the coordinator's gather
+  sees: a fixed cost per message plus one per byte).
 - :func:`measure_local_runs`: a few ``faasopt.run`` jobs on local worker processes: cold starts,
   and the part of each round that is neither the slowest worker's compute nor its x-steps.
 
@@ -39,6 +40,8 @@ class NatsFigures:
     stream_messages_per_second: float
     """``large_bytes`` messages from one publisher received by one subscriber's callback."""
     stream_bytes_per_second: float
+    small_stream_messages_per_second: float
+    """The same for ``small_bytes`` messages."""
 
     @property
     def latency_seconds(self) -> float:
@@ -50,6 +53,18 @@ class NatsFigures:
         """Bytes per second a message's size adds, from the two round trips."""
         extra = self.large_round_trip_seconds - self.small_round_trip_seconds
         return 2 * (self.large_bytes - self.small_bytes) / extra if extra > 0 else math.inf
+
+    @property
+    def intake_bandwidth(self) -> float:
+        """Bytes per second a subscriber takes in, from the two streams' time per message."""
+        extra = 1 / self.stream_messages_per_second - 1 / self.small_stream_messages_per_second
+        return (self.large_bytes - self.small_bytes) / extra if extra > 0 else math.inf
+
+    @property
+    def message_overhead_seconds(self) -> float:
+        """A subscriber's fixed cost per message: a small one's time less its bytes'."""
+        per_message = 1 / self.small_stream_messages_per_second
+        return max(per_message - self.small_bytes / self.intake_bandwidth, 0.0)
 
 
 async def _nats(url: str, small: int, large: int, trips: int, stream: int) -> NatsFigures:
@@ -75,23 +90,32 @@ async def _nats(url: str, small: int, large: int, trips: int, stream: int) -> Na
         small_rtt = await round_trip(small)
         large_rtt = await round_trip(large)
 
-        done = asyncio.get_running_loop().create_future()
-        received = 0
+        async def throughput(size: int) -> float:
+            """Messages of ``size`` bytes per second into one subscriber's callback."""
+            done = asyncio.get_running_loop().create_future()
+            received = 0
 
-        async def count(msg) -> None:
-            nonlocal received
-            received += 1
-            if received == stream:
-                done.set_result(time.perf_counter())
+            async def count(msg) -> None:
+                nonlocal received
+                received += 1
+                if received == stream:
+                    done.set_result(time.perf_counter())
 
-        await server_side.subscribe("calibration.stream", cb=count, pending_bytes_limit=-1)
-        await server_side.flush()
-        payload = bytes(large)
-        started = time.perf_counter()
-        for _ in range(stream):
-            await client.publish("calibration.stream", payload)
-        await client.flush()
-        seconds = await asyncio.wait_for(done, 60.0) - started
+            subscription = await server_side.subscribe(
+                f"calibration.stream.{size}", cb=count, pending_bytes_limit=-1
+            )
+            await server_side.flush()
+            payload = bytes(size)
+            started = time.perf_counter()
+            for _ in range(stream):
+                await client.publish(f"calibration.stream.{size}", payload)
+            await client.flush()
+            seconds = await asyncio.wait_for(done, 60.0) - started
+            await subscription.unsubscribe()
+            return stream / seconds
+
+        large_rate = await throughput(large)
+        small_rate = await throughput(small)
     finally:
         await disconnect(client)
         await disconnect(server_side)
@@ -100,8 +124,9 @@ async def _nats(url: str, small: int, large: int, trips: int, stream: int) -> Na
         large_bytes=large,
         small_round_trip_seconds=small_rtt,
         large_round_trip_seconds=large_rtt,
-        stream_messages_per_second=stream / seconds,
-        stream_bytes_per_second=stream * large / seconds,
+        stream_messages_per_second=large_rate,
+        stream_bytes_per_second=large_rate * large,
+        small_stream_messages_per_second=small_rate,
     )
 
 
@@ -163,6 +188,8 @@ def main() -> None:
             **asdict(nats),
             "latencySeconds": nats.latency_seconds,
             "bandwidthBytesPerSecond": nats.bandwidth_bytes_per_second,
+            "messageOverheadSeconds": nats.message_overhead_seconds,
+            "intakeBandwidth": nats.intake_bandwidth,
         }
     }
     job = TrainingJob.from_dict(

@@ -1,14 +1,19 @@
 """NATS subjects and the wire format of every message between coordinator and workers.
 
-A message is a small JSON header plus raw little-endian float64 array bytes::
+A message is a small JSON header plus a payload of raw little-endian float64 numbers::
 
-    b"FOP1" | u32 header length | header (JSON, UTF-8) | array bytes
+    b"FOP2" | u32 header length | header (JSON, UTF-8) | payload
 
-The header names the kind with its version (``iterate.v1``), the job, the sender, and the array's
-dtype and shape. Nothing is pickled: a message is data from the network, validated when decoded.
-Frames larger than the server's max_payload are cut into chunks that share the header (with
-``chunk: [i, n]`` and a message id) and are put back together by :class:`Decoder`.
-A message that fails validation is dropped and counted by reason; decoding never raises.
+The header names the kind with its version (``iterate.v1``), the job and the sender, and holds the
+message's scalar and string fields. The payload holds its numbers: first the kind's array (the
+header gives its dtype and shape), then its per-block tuples (``tuple[float, ...]``,
+``tuple[int, ...]``) one after another in field order, whose lengths the header lists as
+``vectors: {name: length}``; ``nbytes`` is the payload's size. Per-block numbers thus cost 8 bytes
+each whatever the number of blocks, and the header stays small. Nothing is pickled: a message is
+data from the network, validated when decoded. Frames larger than the server's max_payload are cut
+into chunks of the payload that share the header (with ``chunk: [i, n]`` and a message id) and are
+put back together by :class:`Decoder`. A message that fails validation is dropped and counted by
+reason; decoding never raises.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ import numpy as np
 
 from faasopt.errors import ProtocolError
 
-MAGIC = b"FOP1"
+MAGIC = b"FOP2"
 _PREFIX = struct.Struct("<4sI")
 DTYPE = "<f8"
 MAX_HEADER_BYTES = 64 * 1024
-"""Largest header accepted: headers carry scalars and short lists, never arrays."""
+"""Largest header accepted: headers carry scalars and strings, never per-block numbers."""
+PER_BLOCK_NUMBERS = 8
+"""Most per-block numbers a message carries for each block (an answer's block, scalars, size and
+state size; ADMM's penalty and tolerance for every block): what a size budget allows for them."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,9 @@ class Subjects:
 
 
 # --- messages ---------------------------------------------------------------------------------
-# One frozen dataclass per kind. Scalar fields travel in the header; the field named by ARRAY
-# (if any) travels as raw bytes. Field annotations double as the validation schema.
+# One frozen dataclass per kind. Scalar and string fields travel in the header; the field named
+# by ARRAY (if any) and the numeric tuples travel in the payload. Field annotations double as the
+# validation schema.
 
 
 @dataclass(frozen=True)
@@ -366,6 +375,10 @@ def _check_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_count(value: Any) -> bool:
+    return _check_int(value) and value >= 0
+
+
 def _check_float(value: Any) -> bool:
     return (_check_int(value) or isinstance(value, float)) and math.isfinite(value)
 
@@ -381,10 +394,17 @@ _CHECKS = {
     "str": _check_str,
     "float | None": lambda v: v is None or _check_float(v),
     "str | None": lambda v: v is None or _check_str(v),
-    "tuple[int, ...]": lambda v: isinstance(v, list) and all(map(_check_int, v)),
-    "tuple[float, ...]": lambda v: isinstance(v, list) and all(map(_check_float, v)),
     "tuple[str, ...]": lambda v: isinstance(v, list) and all(map(_check_str, v)),
 }
+"""The checks of the fields that travel in the header, by type."""
+
+_NUMBERS = {"tuple[float, ...]": float, "tuple[int, ...]": int}
+_VECTORS: dict[str, dict[str, type]] = {
+    kind: {f.name: _NUMBERS[f.type] for f in dataclasses.fields(cls) if f.type in _NUMBERS}
+    for kind, cls in KINDS.items()
+}
+"""Per kind, its numeric tuple fields (in field order) and their numbers' type: they travel in the
+payload after the array, as float64."""
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -393,16 +413,23 @@ _CHECKS = {
 def encode(message: Message, job: str, sender: str, msg_id: int, max_payload: int) -> list[bytes]:
     """Frames for ``message``: one, or several chunks when it exceeds ``max_payload`` bytes."""
     header: dict[str, Any] = {"kind": message.KIND, "job": job, "sender": sender, "msg": msg_id}
-    payload = b""
+    parts, vectors = [b""], {}  # the array's bytes first, then the vectors'
     for f in dataclasses.fields(message):
         value = getattr(message, f.name)
         if f.name == message.ARRAY:
             array = np.ascontiguousarray(value, dtype=DTYPE)
             header["dtype"], header["shape"] = DTYPE, list(array.shape)
-            payload = array.tobytes()
+            parts[0] = array.tobytes()
+        elif f.name in _VECTORS[message.KIND]:
+            vector = np.asarray(value, dtype=DTYPE)
+            if not np.isfinite(vector).all():
+                raise ValueError(f"{message.KIND}.{f.name} holds NaN or infinity")
+            vectors[f.name] = len(vector)
+            parts.append(vector.tobytes())
         else:
             header[f.name] = list(value) if isinstance(value, tuple) else value
-    header["nbytes"] = len(payload)
+    payload = b"".join(parts)
+    header["vectors"], header["nbytes"] = vectors, len(payload)
     room = max_payload - _PREFIX.size - 512  # 512: room for the header's chunk fields and ids
     first = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
     if len(first) + len(payload) <= room:
@@ -436,7 +463,7 @@ class Decoder:
     accept : set of str
         The kinds this side expects (a worker does not accept results, for instance).
     max_message_bytes : int
-        Largest array payload accepted for one message, chunks included.
+        Largest payload (array and vectors) accepted for one message, chunks included.
     max_pending : int
         Most partially received chunked messages kept; the oldest is dropped beyond it.
     """
@@ -536,10 +563,11 @@ def _no_nan(name: str) -> None:
 
 def _build(header: dict[str, Any], payload: bytes, max_bytes: int) -> Message:
     cls = KINDS[header["kind"]]
-    values: dict[str, Any] = {}
+    if len(payload) > max_bytes:
+        raise ProtocolError("too-large", f"{len(payload)} bytes")
+    values = _payload(cls, header, payload)
     for f in dataclasses.fields(cls):
-        if f.name == cls.ARRAY:
-            values[f.name] = _array(header, payload, max_bytes)
+        if f.name in values:
             continue
         value = header.get(f.name)
         if not _CHECKS[f.type](value):
@@ -547,25 +575,46 @@ def _build(header: dict[str, Any], payload: bytes, max_bytes: int) -> Message:
                 "bad-field", f"{cls.KIND}.{f.name} is not {f.type}: {value!r}"[:120]
             )
         values[f.name] = tuple(value) if isinstance(value, list) else value
-    if cls.ARRAY is None and payload:
-        raise ProtocolError("bad-array", f"{cls.KIND} carries no array, got {len(payload)} bytes")
     return cls(**values)
 
 
-def _array(header: dict[str, Any], payload: bytes, max_bytes: int) -> np.ndarray:
+def _payload(cls: type, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    """The fields ``payload`` holds: the kind's array, then its vectors, as the header says."""
+    vectors = _VECTORS[cls.KIND]
+    lengths = header.get("vectors")
+    if not (
+        isinstance(lengths, dict)
+        and lengths.keys() == vectors.keys()
+        and all(map(_check_count, lengths.values()))
+    ):
+        raise ProtocolError(
+            "bad-field", f"{cls.KIND}.vectors must give the lengths of {list(vectors)}"
+        )
+    shape = None if cls.ARRAY is None else _shape(header)
+    start = 0 if shape is None else math.prod(shape)
+    expected = 8 * (start + sum(lengths.values()))
+    if len(payload) != expected:
+        reason = "truncated" if expected else "bad-array"  # bad-array: a kind with no numbers
+        raise ProtocolError(reason, f"{cls.KIND} needs {expected} bytes, got {len(payload)}")
+    numbers = np.frombuffer(payload, dtype=DTYPE)
+    if not np.isfinite(numbers).all():
+        raise ProtocolError("non-finite", f"{cls.KIND} carries NaN or infinity")
+    values: dict[str, Any] = {} if shape is None else {cls.ARRAY: numbers[:start].reshape(shape)}
+    for name, kind in vectors.items():
+        vector = numbers[start : start + lengths[name]]
+        start += lengths[name]
+        if kind is int:
+            if not (np.all(vector == np.trunc(vector)) and np.all(np.abs(vector) <= 2**53)):
+                raise ProtocolError("bad-field", f"{cls.KIND}.{name} is not tuple[int, ...]")
+            vector = vector.astype(np.int64)
+        values[name] = tuple(vector.tolist())
+    return values
+
+
+def _shape(header: dict[str, Any]) -> list[int]:
     shape = header.get("shape")
     if header.get("dtype") != DTYPE:
         raise ProtocolError("bad-dtype", f"expected {DTYPE}, got {header.get('dtype')!r}")
-    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(map(_check_int, shape))):
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(map(_check_count, shape))):
         raise ProtocolError("bad-shape", f"got {shape!r}"[:80])
-    if min(shape) < 0 or len(payload) > max_bytes:
-        raise ProtocolError("too-large", f"shape {shape}, {len(payload)} bytes")
-    expected = math.prod(shape) * 8
-    if len(payload) != expected:
-        raise ProtocolError(
-            "truncated", f"shape {shape} needs {expected} bytes, got {len(payload)}"
-        )
-    array = np.frombuffer(payload, dtype=DTYPE).reshape(shape)
-    if not np.isfinite(array).all():
-        raise ProtocolError("non-finite", "array holds NaN or infinity")
-    return array
+    return shape

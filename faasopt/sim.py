@@ -19,9 +19,10 @@ Only time is modelled (``docs/sim.md``), on a virtual clock that starts at the f
 - **messages**: a message of n bytes costs ``latency + n / worker_bandwidth`` on the worker's
   link, and ``n / hub_bandwidth`` on the NATS server's link, which every message to or from a
   worker crosses one after another (broadcast copies in a random order per round);
-- **the coordinator** is a queue: answers are decoded one after another as they arrive, each for
-  ``message_overhead_seconds`` plus the CPU time its real decode took here; the reduce and the
-  scale-in decision take the CPU time they took here;
+- **the coordinator** is a queue: answers are taken in one after another as they arrive, each
+  for :meth:`SimSettings.intake_seconds` (a fixed cost plus its bytes over the client's intake
+  rate) plus the CPU time its real decode took here; the reduce and the scale-in decision take
+  the CPU time they took here;
 - **cold starts**: a worker is invoked ``invoke_interval_seconds`` after the previous one, starts
   after a lognormal draw (median, sigma; seeded) and then loads its blocks (their measured
   generation or read time, times the speed factor).
@@ -86,10 +87,14 @@ class SimSettings:
     """Bytes/s of a worker's link (loopback: from the 256 B and 80 KB round trips)."""
     hub_bandwidth: float = 0.7e9
     """Bytes/s of the NATS server's link, shared by every message to or from a worker."""
-    message_overhead_seconds: float = 0.25e-3
-    """The coordinator's cost of taking in one message besides its decode (nats-py callback,
-    inbox, bookkeeping): from the throughput of 80 KB messages into one subscriber (measured
-    2700-4000 per second) less their decode."""
+    message_overhead_seconds: float = 10e-6
+    """A client's fixed cost of taking in one message, besides its bytes and its decode
+    (nats-py's parser and callback, the inbox): from the throughput of 256-byte messages into one
+    subscriber (5.7-7 us each, the publisher in the same process; 10 us allows for load)."""
+    intake_bandwidth: float = 0.8e9
+    """Bytes/s a client reads a message in (nats-py copying and parsing it), on top of
+    ``message_overhead_seconds``: from the throughput of 80 KB and 240 KB messages (100-110 us
+    and 293 us each on a quiet machine, 150-190 us for 80 KB at load 2)."""
     cores: float | None = 2
     """Cores the workers share (this machine: 2; fewer when others use some); None: one core
     each (a FaaS platform)."""
@@ -112,6 +117,10 @@ class SimSettings:
     seed: int = 0
     """Seeds the cold starts and the order of broadcast copies."""
 
+    def intake_seconds(self, size: int) -> float:
+        """A client's time to take in a message of ``size`` bytes, before decoding it."""
+        return self.message_overhead_seconds + size / self.intake_bandwidth
+
     def speed_factor(self, memory_mb: float) -> float:
         """Platform seconds per CPU second measured here, for a worker of ``memory_mb``.
 
@@ -124,8 +133,7 @@ class SimSettings:
 LAMBDA = SimSettings(
     latency_seconds=0.5e-3,
     worker_bandwidth=75e6,
-    hub_bandwidth=1.25e9,
-    message_overhead_seconds=0.25e-3,
+    hub_bandwidth=1.25e9,  # the coordinator takes messages in as here: nats-py on a like VM
     cores=None,
     vcpu_memory_mb=1769.0,
     cpu_slowdown=1.0,
@@ -463,10 +471,12 @@ class _Simulation:
             for w in self.pool.values():
                 self.lifetimes[w.record.name] = self.now - w.record.invoked_at
         elif decision.action is scalein.Action.EVICT:
+            # the round's observation still lists the workers that left after it
+            victims = [v for v in decision.victims if v in self.pool]
             if self.driver.hands_back:  # they hand their blocks' states back in the next round
-                self.evicting.update(dict.fromkeys(decision.victims, decision.reason.value))
+                self.evicting.update(dict.fromkeys(victims, decision.reason.value))
             else:
-                self._evict(decision.victims, decision.reason.value)
+                self._evict(victims, decision.reason.value)
 
     def _spend(self) -> scalein.Spend:
         """Dollars so far and the cost rates, for the budget guard."""
@@ -518,7 +528,7 @@ class _Simulation:
             load = self.speed * sum(self.data.load_seconds[b] for b in blocks)
             worker.data.update({b: self.data.blocks[b] for b in blocks})
         worker.runner.take(decoded)
-        taken_in = self.settings.message_overhead_seconds + decode_cpu
+        taken_in = self.settings.intake_seconds(sum(map(len, frames))) + decode_cpu
         worker.ready_at = arrived + self.speed * taken_in + load
 
     def _broadcast(
@@ -532,8 +542,8 @@ class _Simulation:
         decoded, decode_cpu = self._decode(self.worker_decoder, frames)
         size = sum(map(len, frames))
         received = {}
+        taken_in = self.settings.intake_seconds(size) + decode_cpu
         for name in self.rng.permutation(sorted(self.pool)):
-            taken_in = self.settings.message_overhead_seconds + decode_cpu
             received[str(name)] = self._to_worker(published, size) + self.speed * taken_in
         return published, received, decoded
 
@@ -564,7 +574,7 @@ class _Simulation:
         decoded, services = {}, {}
         for name in through:
             decoded[name], cpu = self._decode(self.coordinator_decoder, frames_of[name])
-            services[name] = s.message_overhead_seconds + cpu
+            services[name] = s.intake_seconds(sizes[name]) + cpu
         taken = first_come_first_served(
             {n: end for n, (_, end) in through.items()}, services, self.coordinator_free
         )

@@ -32,6 +32,39 @@ def _result(iteration=3, x=None):
     )
 
 
+def _many_blocks_result(n: int) -> p.Result:
+    rng = np.random.default_rng(n)
+    return p.Result(
+        "w0",
+        3,
+        tuple(range(n)),
+        tuple(rng.normal(size=n).tolist()),
+        tuple(range(n)),
+        tuple(range(1, n + 1)),
+        0.5,
+        0.1,
+        rng.normal(size=(n, 4)),
+    )
+
+
+def _many_blocks_answer(n: int) -> p.Answer:
+    """n blocks' answer of width 2, 3 numbers a block, and a 1-number state each (it leaves)."""
+    rng = np.random.default_rng(n)
+    return p.Answer(
+        "w0",
+        3,
+        tuple(range(0, 2 * n, 2)),
+        2,
+        tuple(rng.normal(size=2 * n).tolist()),
+        (3,) * n,
+        0.5,
+        0.1,
+        rng.normal(size=4 * n),
+        leaving=True,
+        state_sizes=(1,) * n,
+    )
+
+
 def _decode_all(frames, decoder=None):
     decoder = decoder or p.Decoder(JOB, ALL)
     out = [m for f in frames if (m := decoder.feed(f)) is not None]
@@ -82,6 +115,11 @@ def test_subjects_are_per_job():
 def test_every_kind_round_trips_exactly(message):
     frames = p.encode(message, JOB, "sender", 1, max_payload=1 << 20)
     (decoded,), decoder = _decode_all(frames)
+    _assert_same(decoded, message)
+    assert not decoder.rejected
+
+
+def _assert_same(decoded, message):
     assert type(decoded) is type(message)
     for name, value in vars(message).items():
         got = getattr(decoded, name)
@@ -89,7 +127,36 @@ def test_every_kind_round_trips_exactly(message):
             assert got.dtype == np.float64 and np.array_equal(got, value)
         else:
             assert got == value
+        if isinstance(value, tuple):  # ints stay ints, floats floats
+            assert list(map(type, got)) == list(map(type, value))
+
+
+def test_per_block_numbers_keep_the_header_small():
+    rng = np.random.default_rng(0)
+    rho, tolerance = rng.uniform(0.1, 10, 5000).tolist(), rng.uniform(0, 1e-2, 5000).tolist()
+    message = p.Iterate(4, tuple(rho), tuple(tolerance), rng.normal(size=50))
+    (frame,) = p.encode(message, JOB, "c", 1, max_payload=1 << 20)
+    assert struct.unpack_from("<I", frame, 4)[0] < 1024
+    (decoded,), decoder = _decode_all([frame])
+    _assert_same(decoded, message)
     assert not decoder.rejected
+
+
+@pytest.mark.parametrize("message", [_many_blocks_result(300), _many_blocks_answer(300)])
+def test_per_block_numbers_are_chunked_and_reassembled(message):
+    frames = p.encode(message, JOB, "w0", 5, max_payload=2048)
+    assert len(frames) > 4 and all(len(f) <= 2048 for f in frames)
+    (decoded,), decoder = _decode_all(reversed(frames))
+    _assert_same(decoded, message)
+    assert not decoder.rejected
+
+
+def test_the_size_limit_counts_the_per_block_numbers():
+    message = p.Iterate(1, (1.0,) * 1000, (0.1,) * 1000, np.zeros(1))  # 2001 numbers
+    for max_payload in (1 << 20, 2048):  # one frame, and chunks
+        frames = p.encode(message, JOB, "c", 1, max_payload)
+        out, decoder = _decode_all(frames, p.Decoder(JOB, ALL, max_message_bytes=8 * 2000))
+        assert out == [] and set(decoder.rejected) == {"too-large"}  # counted for each chunk
 
 
 def test_large_vectors_are_chunked_and_reassembled():
@@ -105,24 +172,40 @@ def test_large_vectors_are_chunked_and_reassembled():
 
 def _frame(header: dict, payload: bytes = b"") -> bytes:
     text = json.dumps(header).encode()
-    return struct.pack("<4sI", b"FOP1", len(text)) + text + payload
+    return struct.pack("<4sI", p.MAGIC, len(text)) + text + payload
+
+
+def _numbers(*values) -> bytes:
+    return np.array(values, dtype=np.float64).tobytes()
 
 
 GOOD_ITERATE = {"kind": "iterate.v2", "job": JOB, "sender": "c", "msg": 1, "iteration": 1,
-                "rho": [1.0], "gradient_tolerance": [0.1], "dtype": "<f8", "shape": [2],
-                "nbytes": 16}  # fmt: skip
-TWO = np.array([1.0, 2.0]).tobytes()
+                "dtype": "<f8", "shape": [2], "vectors": {"rho": 1, "gradient_tolerance": 1},
+                "nbytes": 32}  # fmt: skip
+GOOD_PAYLOAD = _numbers(1.0, 2.0, 1.0, 0.1)  # z = [1, 2], rho = [1], gradient_tolerance = [0.1]
+NAN, INF = float("nan"), float("inf")
 
 
-def _header(message) -> dict:
+def _parts(message) -> tuple[dict, bytes]:
+    """The header and the payload of ``message``'s frame."""
     (frame,) = p.encode(message, JOB, "w0", 1, 1 << 20)
-    return json.loads(frame[8 : 8 + struct.unpack_from("<I", frame, 4)[0]])
+    size = struct.unpack_from("<I", frame, 4)[0]
+    return json.loads(frame[8 : 8 + size]), frame[8 + size :]
 
 
-STOP = _header(p.Stop("x", "9f3c2a"))
-HELLO = _header(p.Hello("w1", (2, 3), 1234, 0.5, "9f3c2a"))
-RESULT = _header(_result())
-RESULT_X = _result().x.tobytes()
+def _forge(message, **vectors) -> bytes:
+    """``message``'s frame with some per-block tuples replaced, unchecked (a faulty peer's)."""
+    header, _ = _parts(message)
+    tuples = {name: vectors.get(name, getattr(message, name)) for name in header["vectors"]}
+    array = np.ravel(getattr(message, message.ARRAY)) if message.ARRAY else ()
+    payload = _numbers(*array, *(v for values in tuples.values() for v in values))
+    lengths = {name: len(values) for name, values in tuples.items()}
+    return _frame({**header, "vectors": lengths, "nbytes": len(payload)}, payload)
+
+
+STOP, _ = _parts(p.Stop("x", "9f3c2a"))
+HELLO, HELLO_PAYLOAD = _parts(p.Hello("w1", (2, 3), 1234, 0.5, "9f3c2a"))
+RESULT, RESULT_PAYLOAD = _parts(_result())
 
 
 @pytest.mark.parametrize(
@@ -130,39 +213,51 @@ RESULT_X = _result().x.tobytes()
     [
         (b"", "truncated"),
         (b"XXXX\x00\x00\x00\x00", "bad-magic"),
-        (struct.pack("<4sI", b"FOP1", 1000) + b"{}", "truncated"),
-        (struct.pack("<4sI", b"FOP1", 3) + b"{{{", "bad-header"),
-        (struct.pack("<4sI", b"FOP1", 2) + b"[]", "bad-header"),
-        (_frame({**GOOD_ITERATE, "job": "other/job"}, TWO), "foreign-job"),
-        (_frame({**GOOD_ITERATE, "kind": "iterate.v1"}, TWO), "unexpected-kind"),
-        (_frame({**GOOD_ITERATE, "kind": "pickle.v1"}, TWO), "unexpected-kind"),
-        (_frame({**GOOD_ITERATE, "iteration": "1"}, TWO), "bad-field"),
-        (_frame({**GOOD_ITERATE, "iteration": True}, TWO), "bad-field"),
-        (_frame({**GOOD_ITERATE, "rho": None}, TWO), "bad-field"),
-        (_frame(GOOD_ITERATE, TWO).replace(b'"rho": [1.0]', b'"rho": [NaN]'), "non-finite"),
-        (_frame({**GOOD_ITERATE, "rho": [1.0, 2.0]}, TWO), "bad-shape"),
-        (_frame({**GOOD_ITERATE, "rho": [0.0]}, TWO), "bad-field"),
-        (_frame({**GOOD_ITERATE, "gradient_tolerance": [-1.0]}, TWO), "bad-field"),
-        (_frame({**GOOD_ITERATE, "shape": [1, 2]}, TWO), "bad-shape"),
-        (_frame({**GOOD_ITERATE, "dtype": "<f4"}, TWO), "bad-dtype"),
-        (_frame({**GOOD_ITERATE, "dtype": "|O"}, TWO), "bad-dtype"),
-        (_frame({**GOOD_ITERATE, "shape": [3]}, TWO), "truncated"),
-        (_frame({**GOOD_ITERATE, "shape": "2"}, TWO), "bad-shape"),
-        (_frame(GOOD_ITERATE, np.array([1.0, np.nan]).tobytes()), "non-finite"),
-        (_frame(GOOD_ITERATE, np.array([np.inf, 0.0]).tobytes()), "non-finite"),
-        (_frame({**GOOD_ITERATE, "chunk": [5, 2]}, TWO), "bad-chunk"),
-        (_frame({**GOOD_ITERATE, "chunk": [0, 2], "nbytes": 1 << 40}, TWO), "too-large"),
+        (struct.pack("<4sI", b"FOP1", 2) + b"{}", "bad-magic"),  # the previous wire format
+        (struct.pack("<4sI", p.MAGIC, 1000) + b"{}", "truncated"),
+        (struct.pack("<4sI", p.MAGIC, 3) + b"{{{", "bad-header"),
+        (struct.pack("<4sI", p.MAGIC, 2) + b"[]", "bad-header"),
+        (_frame({**GOOD_ITERATE, "job": "other/job"}, GOOD_PAYLOAD), "foreign-job"),
+        (_frame({**GOOD_ITERATE, "kind": "iterate.v1"}, GOOD_PAYLOAD), "unexpected-kind"),
+        (_frame({**GOOD_ITERATE, "kind": "pickle.v1"}, GOOD_PAYLOAD), "unexpected-kind"),
+        (_frame({**GOOD_ITERATE, "iteration": "1"}, GOOD_PAYLOAD), "bad-field"),
+        (_frame({**GOOD_ITERATE, "iteration": True}, GOOD_PAYLOAD), "bad-field"),
+        (
+            _frame(
+                {**GOOD_ITERATE, "vectors": {"rho": None, "gradient_tolerance": 1}}, GOOD_PAYLOAD
+            ),
+            "bad-field",
+        ),
+        (_frame(GOOD_ITERATE, _numbers(1.0, 2.0, NAN, 0.1)), "non-finite"),
+        (
+            _frame(
+                {**GOOD_ITERATE, "vectors": {"rho": 2, "gradient_tolerance": 1}},
+                _numbers(1.0, 2.0, 1.0, 2.0, 0.1),
+            ),
+            "bad-shape",
+        ),
+        (_frame(GOOD_ITERATE, _numbers(1.0, 2.0, 0.0, 0.1)), "bad-field"),
+        (_frame(GOOD_ITERATE, _numbers(1.0, 2.0, 1.0, -1.0)), "bad-field"),
+        (_frame({**GOOD_ITERATE, "shape": [1, 2]}, GOOD_PAYLOAD), "bad-shape"),
+        (_frame({**GOOD_ITERATE, "dtype": "<f4"}, GOOD_PAYLOAD), "bad-dtype"),
+        (_frame({**GOOD_ITERATE, "dtype": "|O"}, GOOD_PAYLOAD), "bad-dtype"),
+        (_frame({**GOOD_ITERATE, "shape": [3]}, GOOD_PAYLOAD), "truncated"),
+        (_frame({**GOOD_ITERATE, "shape": "2"}, GOOD_PAYLOAD), "bad-shape"),
+        (_frame(GOOD_ITERATE, _numbers(1.0, NAN, 1.0, 0.1)), "non-finite"),
+        (_frame(GOOD_ITERATE, _numbers(INF, 0.0, 1.0, 0.1)), "non-finite"),
+        (_frame({**GOOD_ITERATE, "chunk": [5, 2]}, GOOD_PAYLOAD), "bad-chunk"),
+        (_frame({**GOOD_ITERATE, "chunk": [0, 2], "nbytes": 1 << 40}, GOOD_PAYLOAD), "too-large"),
         (
             _frame({"kind": "stop.v1", "job": JOB, "reason": "x", "nbytes": 2}, b"ab"),
             "unexpected-kind",
         ),
         (_frame({**STOP, "nbytes": 2}, b"ab"), "bad-array"),
         (_frame({**STOP, "instance": 7}, b""), "bad-field"),
-        (_frame({k: v for k, v in HELLO.items() if k != "instance"}, b""), "bad-field"),
-        (_frame({**HELLO, "instance": "x" * 300}, b""), "bad-field"),
-        (_frame({**RESULT, "leaving": 1}, RESULT_X), "bad-field"),
-        (_frame({**RESULT, "seconds_left": -1.0}, RESULT_X), "bad-field"),
-        (_frame({**RESULT, "seconds_left": "soon"}, RESULT_X), "bad-field"),
+        (_frame({k: v for k, v in HELLO.items() if k != "instance"}, HELLO_PAYLOAD), "bad-field"),
+        (_frame({**HELLO, "instance": "x" * 300}, HELLO_PAYLOAD), "bad-field"),
+        (_frame({**RESULT, "leaving": 1}, RESULT_PAYLOAD), "bad-field"),
+        (_frame({**RESULT, "seconds_left": -1.0}, RESULT_PAYLOAD), "bad-field"),
+        (_frame({**RESULT, "seconds_left": "soon"}, RESULT_PAYLOAD), "bad-field"),
     ],
 )
 def test_bad_frames_are_dropped_and_counted(frame, reason):
@@ -171,35 +266,61 @@ def test_bad_frames_are_dropped_and_counted(frame, reason):
     assert decoder.rejected == {reason: 1}
 
 
+def _vectors(**lengths) -> dict:
+    return {**GOOD_ITERATE, "vectors": lengths}
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (_frame(_vectors(rho=2, gradient_tolerance=1), GOOD_PAYLOAD), "truncated"),
+        (_frame(_vectors(rho=1, gradient_tolerance=0), GOOD_PAYLOAD), "truncated"),
+        (_frame(_vectors(rho=1, gradient_tolerance=1), GOOD_PAYLOAD + _numbers(0.5)), "truncated"),
+        (_frame(_vectors(rho=2), GOOD_PAYLOAD), "bad-field"),
+        (
+            _frame({k: v for k, v in GOOD_ITERATE.items() if k != "vectors"}, GOOD_PAYLOAD),
+            "bad-field",
+        ),
+        (_frame(_vectors(rho=1, gradient_tolerance=1, z=0), GOOD_PAYLOAD), "bad-field"),
+        (_frame({**STOP, "vectors": {"blocks": 0}}), "bad-field"),
+        (_frame({**GOOD_ITERATE, "vectors": [1, 1]}, GOOD_PAYLOAD), "bad-field"),
+        (_frame(_vectors(rho=-1, gradient_tolerance=2), GOOD_PAYLOAD[:-8]), "bad-field"),
+        (_frame(_vectors(rho=1.0, gradient_tolerance=1), GOOD_PAYLOAD), "bad-field"),
+        (_frame(_vectors(rho=True, gradient_tolerance=1), GOOD_PAYLOAD), "bad-field"),
+        (_forge(_result(), blocks=(0, 1.5)), "bad-field"),
+        (_forge(_result(), solver_iterations=(3, 2.0**60)), "bad-field"),
+        (_forge(_answer(), sizes=(4.5, 1.5)), "bad-field"),
+        (_forge(_result(), loss_at_z=(10.0, NAN)), "non-finite"),
+        (_forge(_result(), gradient_evaluations=(INF, 5)), "non-finite"),
+        (_forge(p.Final("w1", (2,), (1.25,), 1, "9f3c2a"), loss_at_z=(-INF,)), "non-finite"),
+    ],
+)
+def test_malformed_per_block_numbers_are_dropped_and_counted(frame, reason):
+    decoder = p.Decoder(JOB, ALL)
+    assert decoder.feed(frame) is None
+    assert decoder.rejected == {reason: 1}
+
+
 @pytest.mark.parametrize(
     ("changes", "why"),
     [
-        ({"sizes": [2, 3]}, "sizes do not add up to the values"),
-        ({"scalars": [0.5]}, "one scalar for two blocks of width 2"),
-        ({"state_sizes": [1]}, "a state size for one of two blocks"),
-        ({"sizes": [-1, 7]}, "a negative size"),
+        ({"sizes": (2, 3)}, "sizes do not add up to the values"),
+        ({"scalars": (0.5,)}, "one scalar for two blocks of width 2"),
+        ({"state_sizes": (1,)}, "a state size for one of two blocks"),
+        ({"sizes": (-1, 7)}, "a negative size"),
     ],
 )
 def test_an_answer_must_add_up(changes, why):
-    (frame,) = p.encode(_answer(), JOB, "w0", 1, 1 << 20)
-    header = json.loads(frame[8 : 8 + struct.unpack_from("<I", frame, 4)[0]])
     decoder = p.Decoder(JOB, ALL)
-    assert decoder.feed(_frame({**header, **changes}, np.zeros(6).tobytes())) is None, why
+    assert decoder.feed(_forge(_answer(), **changes)) is None, why
     assert decoder.rejected == {"bad-shape": 1}
 
 
 def test_an_assignment_must_match_its_blocks():
-    frames = p.encode(
-        p.Assign("w0", (0,), (1.0,), 1.0, "lbfgs", 1e-2, 0.0, 1, 9, np.zeros((3, 2))),
-        JOB,
-        "c",
-        1,
-        1 << 20,
-    )
-    header = json.loads(frames[0][8 : 8 + struct.unpack_from("<I", frames[0], 4)[0]])
-    bad = _frame({**header, "blocks": [0, 1]}, np.zeros(6).tobytes())
+    assign = p.Assign("w0", (0,), (1.0,), 1.0, "lbfgs", 1e-2, 0.0, 1, 9, np.zeros((3, 2)))
+    (frame,) = p.encode(assign, JOB, "c", 1, 1 << 20)
     decoder = p.Decoder(JOB, ALL)
-    assert decoder.feed(frames[0]) is not None and decoder.feed(bad) is None
+    assert decoder.feed(frame) is not None and decoder.feed(_forge(assign, blocks=(0, 1))) is None
     assert decoder.rejected == {"bad-shape": 1}
 
 

@@ -88,7 +88,7 @@ class AdmmDriver:
         self.settings = plan.settings
         self.n_blocks, self.features = plan.n_blocks, plan.features
         self.consensus = Consensus(plan.settings, plan.n_blocks, plan.features)
-        self.max_message_bytes = 8 * (plan.n_blocks * plan.features + 1024)
+        self.max_message_bytes = 8 * (plan.n_blocks * (plan.features + p.PER_BLOCK_NUMBERS) + 1024)
         self._x = self._loss = self._evaluations = self._iterations = np.empty(0)
 
     @property
@@ -184,7 +184,9 @@ class AdmmRunner:
         self.data = data
         features = self.features = next(iter(data.values())).A.shape[1]
         # an assign is the largest: every block of the job may end up here (scale-in)
-        self.max_message_bytes = 8 * ((2 * payload.n_blocks + 1) * features + 1024)
+        self.max_message_bytes = 8 * (
+            (2 * payload.n_blocks + 1) * features + p.PER_BLOCK_NUMBERS * payload.n_blocks + 1024
+        )
         self._held: tuple[int, ...] = ()
         self.x = self.u = self.rho_u = self.z_u = None
         self.relaxation = 1.0

@@ -67,7 +67,7 @@ class KMeansDriver:
         self.settings: KMeansSettings = plan.settings
         self.n_blocks, self.features = plan.n_blocks, plan.features
         k, d = self.settings.k, self.features
-        self.max_message_bytes = 8 * (plan.n_blocks * (k * d + k + d + 2) + 1024)
+        self.max_message_bytes = 8 * (plan.n_blocks * (k * d + k + d + p.PER_BLOCK_NUMBERS) + 1024)
         self.centers = np.zeros((0, d))
         self.lloyd: Lloyd | None = None
         self.round = 0
@@ -205,7 +205,9 @@ class KMeansRunner:
         self.data = data
         self.settings = settings_from_wire(wire["settings"])
         self.features = next(iter(data.values())).A.shape[1]
-        self.max_message_bytes = 8 * (self.settings.k * self.features + 1024)
+        self.max_message_bytes = 8 * (
+            self.settings.k * self.features + p.PER_BLOCK_NUMBERS * payload.n_blocks + 1024
+        )
         self._held: tuple[int, ...] = ()
         self._ready = False
         self.cpu_seconds: dict[int, float] = {}

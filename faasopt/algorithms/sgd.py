@@ -176,7 +176,9 @@ class SgdDriver:
         else:
             self.core = ModelAveraging(self.problem, self.settings, rows)
         state_size = pack_state(initial_block_state(self.settings, d)).size
-        self.max_message_bytes = 8 * (plan.n_blocks * (2 * d + state_size) + 1024)
+        self.max_message_bytes = 8 * (
+            plan.n_blocks * (2 * d + state_size + p.PER_BLOCK_NUMBERS) + 1024
+        )
         self.states: dict[int, np.ndarray] = {}
         """Blocks' MA states handed back by a leaving worker, for their next holder (taken by
         :meth:`assignment`; a block cannot step again before it is assigned)."""
@@ -351,7 +353,9 @@ class SgdRunner:
         self.problem = problem_from_wire(wire["problem"])
         d = self.problem.n_params
         state_size = pack_state(initial_block_state(self.settings, d)).size
-        self.max_message_bytes = 8 * (payload.n_blocks * state_size + d + 1024)
+        self.max_message_bytes = 8 * (
+            payload.n_blocks * (state_size + p.PER_BLOCK_NUMBERS) + d + 1024
+        )
         self.states: dict[int, BlockState] = {}
         self._ready = False
         self.cpu_seconds: dict[int, float] = {}
