@@ -858,12 +858,15 @@ def _guard_figures(history, spend, steps, state) -> Figures:
     )
 
 
-def _smaller_step(steps: StepModel, workers: int) -> float:
-    """The round time with one worker fewer; the current one while only one size was seen.
+def _smaller_step(steps: StepModel, workers: int) -> float | None:
+    """The round time with one worker fewer; the current one while only one size was seen;
+    None for a pool of one.
 
     With one pool size the model's slope is not identified; past the knee the rounds are
     overhead-bound, so a smaller pool is assumed no slower until the fit can say.
     """
+    if workers <= 1:
+        return None
     return steps.seconds(workers - 1 if len(steps.workers) > 1 else workers)
 
 
@@ -882,8 +885,11 @@ def _budget_guard(history, settings, state, spend, steps, guards) -> Decision | 
     if guards.projected_dollars is None or guards.projected_dollars <= budget:
         return None
     workers = len(history[-1].workers)
-    smaller = _projected_dollars(spend, workers - 1, _smaller_step(steps, workers))
-    if workers > settings.min_workers and smaller < guards.projected_dollars:
+    step = _smaller_step(steps, workers)
+    cheaper = step is not None and (
+        _projected_dollars(spend, workers - 1, step) < guards.projected_dollars
+    )
+    if workers > settings.min_workers and cheaper:
         return _evict(history, settings, state, guards, Reason.BUDGET_SHRINK)
     return _decision(history, Action.STOP, Reason.BUDGET_EXCEEDED, state, guards)
 
@@ -902,7 +908,8 @@ def _deadline_guard(history, settings, state, steps, guards) -> Decision | None:
     if now.wall_seconds + steps.seconds(workers) > deadline:
         return _decision(history, Action.STOP, Reason.DEADLINE_EXCEEDED, state, guards)
     late = guards.projected_seconds is not None and guards.projected_seconds > deadline
-    if late and _smaller_step(steps, workers) < steps.seconds(workers):
+    smaller = _smaller_step(steps, workers)
+    if late and smaller is not None and smaller < steps.seconds(workers):
         decision = _evict(history, settings, state, guards, Reason.DEADLINE_SHRINK)
         return decision if decision.action is Action.EVICT else None
     return None

@@ -160,6 +160,17 @@ def test_auto_never_goes_below_min_workers():
     assert decisions[-1].action is Action.KEEP and decisions[-1].reason is Reason.MIN_WORKERS
 
 
+def test_auto_keeps_a_pool_of_one_worker():
+    """MLLess's rule down to one worker (minWorkers 1): no smaller pool to price, no error."""
+    settings = ScaleInSettings(
+        policy="auto", rule="mlless", interval_seconds=2.0, delta_seconds=1.0, min_workers=1
+    )
+    history, decisions = run(settings, rounds=250)
+    assert len(history[-1].workers) == 1
+    assert decisions[-1].reason is Reason.MIN_WORKERS
+    assert decisions[-1].figures.smaller_pool_step_seconds is None
+
+
 def test_auto_evicts_at_most_once_per_interval():
     _history, decisions = run(AUTO, rounds=150)
     times = [d.wall_seconds for d in decisions if d.action is Action.EVICT]
