@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.algorithm == "admm":
         job = paper_job(blocks=args.workers, rounds=1000, tolerance=args.tolerance, name="scalein")
     else:
-        threshold = None if args.epochs is not None else args.loss_threshold or SGD_LOSS
+        threshold = args.loss_threshold if args.loss_threshold is not None else SGD_LOSS
+        threshold = None if args.epochs is not None else threshold
         job = sgd_job(args.workers, threshold, args.epochs, name="scalein")
     out = args.out or RESULTS / ("scalein.json" if args.algorithm == "admm" else "scalein_sgd.json")
     plan = plan_job(job)

@@ -4,7 +4,7 @@ A message is a small JSON header plus a payload of raw little-endian float64 num
 
     b"FOP2" | u32 header length | header (JSON, UTF-8) | payload
 
-The header names the kind with its version (``iterate.v1``), the job and the sender, and holds the
+The header names the kind with its version (``iterate.v2``), the job and the sender, and holds the
 message's scalar and string fields. The payload holds its numbers: first the kind's array (the
 header gives its dtype and shape), then its per-block tuples (``tuple[float, ...]``,
 ``tuple[int, ...]``) one after another in field order, whose lengths the header lists as
@@ -35,6 +35,8 @@ _PREFIX = struct.Struct("<4sI")
 DTYPE = "<f8"
 MAX_HEADER_BYTES = 64 * 1024
 """Largest header accepted: headers carry scalars and strings, never per-block numbers."""
+MAX_ELEMENTS = 2**40
+"""Largest product of an array's sides (empty sides counted as 1): numpy refuses larger shapes."""
 PER_BLOCK_NUMBERS = 8
 """Most per-block numbers a message carries for each block (an answer's block, scalars, size and
 state size; ADMM's penalty and tolerance for every block): what a size budget allows for them."""
@@ -492,7 +494,8 @@ class Decoder:
             header, payload = _split(frame)
             if header.get("job") != self.job:
                 raise ProtocolError("foreign-job", f"expected job {self.job!r}")
-            if header.get("kind") not in self.accept:
+            kind = header.get("kind")
+            if not isinstance(kind, str) or kind not in self.accept:
                 raise ProtocolError("unexpected-kind", f"got {header.get('kind')!r}")
             if "chunk" in header:
                 payload = self._gather(header, payload)
@@ -550,7 +553,7 @@ def _split(frame: bytes) -> tuple[dict[str, Any], bytes]:
         raise ProtocolError("truncated", f"header of {size} bytes in a {len(frame)}-byte frame")
     try:
         header = json.loads(frame[_PREFIX.size : _PREFIX.size + size], parse_constant=_no_nan)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise ProtocolError("bad-header", str(exc)[:80]) from None
     if not isinstance(header, dict):
         raise ProtocolError("bad-header", "header is not an object")
@@ -616,5 +619,7 @@ def _shape(header: dict[str, Any]) -> list[int]:
     if header.get("dtype") != DTYPE:
         raise ProtocolError("bad-dtype", f"expected {DTYPE}, got {header.get('dtype')!r}")
     if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(map(_check_count, shape))):
+        raise ProtocolError("bad-shape", f"got {shape!r}"[:80])
+    if math.prod(d or 1 for d in shape) > MAX_ELEMENTS:  # an empty array's other sides too
         raise ProtocolError("bad-shape", f"got {shape!r}"[:80])
     return shape

@@ -215,7 +215,10 @@ def _finite(value: Any) -> Any:
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The run's headline figures as (name, text) rows: the CLI's summary and report.html."""
-    worker_compute = report["computeSeconds"]
+    worker_compute = report.get("computeSeconds")
+    if worker_compute is None:  # a report written before computeSeconds: its listed rounds
+        trace = report["trace"]
+        worker_compute = sum(t["compute"] for e in trace for t in e["perWorker"].values())
     objective = report["objective"]
     seconds = [s["seconds"] for s in report["coldStarts"] if s["seconds"] is not None]
     algorithm = report.get("algorithm", "admm")

@@ -133,7 +133,8 @@ class SimSettings:
 LAMBDA = SimSettings(
     latency_seconds=0.5e-3,
     worker_bandwidth=75e6,
-    hub_bandwidth=1.25e9,  # the coordinator takes messages in as here: nats-py on a like VM
+    hub_bandwidth=1.25e9,
+    # message_overhead_seconds and intake_bandwidth as here: nats-py on a VM like this machine
     cores=None,
     vcpu_memory_mb=1769.0,
     cpu_slowdown=1.0,
@@ -496,20 +497,21 @@ class _Simulation:
         )
 
     def _evict(self, victims: Sequence[str], reason: str) -> None:
-        """Retire ``victims`` (all at once); their blocks go, victim by victim and one by one,
-        to the survivors holding the fewest blocks (ties by name), which get their state in one
-        assign each and load their data. Each victim is billed until now."""
+        """Retire ``victims`` (all at once), as ``Coordinator._evict`` does: victim by victim,
+        its blocks go one by one to the survivors holding the fewest blocks (ties by name), each
+        of which gets their state in one message (assign, handover) and loads their data. Each
+        victim is billed until now."""
         gone = [self.pool.pop(victim) for victim in victims]
-        moved: dict[str, list[int]] = {}
         for worker in gone:
             worker.record.ended = f"evicted: {reason}"
             self.lifetimes[worker.record.name] = self.now - worker.record.invoked_at
+            moved: dict[str, list[int]] = {}
             for b in worker.blocks:
                 name = min(self.pool, key=lambda n: (len(self.pool[n].blocks), n))
                 self.pool[name].blocks = tuple(sorted((*self.pool[name].blocks, b)))
                 moved.setdefault(name, []).append(b)
-        for name, blocks in sorted(moved.items()):
-            self._assign(name, tuple(blocks), self.now)
+            for name, blocks in moved.items():
+                self._assign(name, tuple(blocks), self.now)
 
     # --- messages -----------------------------------------------------------------------------
 

@@ -220,6 +220,9 @@ RESULT, RESULT_PAYLOAD = _parts(_result())
         (_frame({**GOOD_ITERATE, "job": "other/job"}, GOOD_PAYLOAD), "foreign-job"),
         (_frame({**GOOD_ITERATE, "kind": "iterate.v1"}, GOOD_PAYLOAD), "unexpected-kind"),
         (_frame({**GOOD_ITERATE, "kind": "pickle.v1"}, GOOD_PAYLOAD), "unexpected-kind"),
+        (_frame({**GOOD_ITERATE, "kind": ["iterate.v2"]}, GOOD_PAYLOAD), "unexpected-kind"),
+        (_frame({**GOOD_ITERATE, "shape": [0, 2**63]}, _numbers(1.0, 0.1)), "bad-shape"),
+        (struct.pack("<4sI", p.MAGIC, 20_001) + b"[" * 20_000 + b"]", "bad-header"),
         (_frame({**GOOD_ITERATE, "iteration": "1"}, GOOD_PAYLOAD), "bad-field"),
         (_frame({**GOOD_ITERATE, "iteration": True}, GOOD_PAYLOAD), "bad-field"),
         (

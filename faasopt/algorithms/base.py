@@ -69,7 +69,7 @@ class Driver(Protocol):
     def broadcast(self, leave: tuple[str, ...] = ()) -> p.Message:
         """This round's message to every worker; starts collecting answers. ``leave``: the
         workers to answer with their blocks' states and go (evicted, or rotated out by a ready
-        successor); only drivers that ``hand_back`` are given any."""
+        successor); only drivers that ``hands_back`` are given any."""
 
     @property
     def hands_back(self) -> bool:
