@@ -36,9 +36,7 @@ for _var in (
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -51,12 +49,11 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import yaml  # noqa: E402
+from benchkit import machine as benchkit_machine  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-import faasopt  # noqa: E402
 from faasopt.data import synthetic_blocks  # noqa: E402
 from faasopt.plan import assign_blocks  # noqa: E402
 from faasopt.solvers.admm import AdmmSettings, reference_admm  # noqa: E402
@@ -124,49 +121,6 @@ def faasopt_executable() -> str:
     if found is None:
         sys.exit("cannot find the faasopt command next to this Python or on PATH")
     return found
-
-
-def machine_info() -> dict[str, Any]:
-    import sklearn
-
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
-    except OSError:
-        commit, dirty = "", False
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "usableCpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "loadAverage": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "cpu": _cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "faasopt": str(Path(faasopt.__file__).parent),
-        "gitCommit": commit,
-        "gitDirty": dirty,
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def python_startup_seconds() -> float:
@@ -395,11 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     threadpool_limits(1)
     settings = AdmmSettings(l1=args.l1)
-    machine = machine_info()
+    machine = benchkit_machine()
     print(
         f"faasopt vs liblinear: N={args.samples} d={args.features} density={args.density} "
         f"l1={args.l1} seed={args.seed} B={args.blocks} workers={args.workers} "
-        f"repeat={args.repeat}; {machine['nproc']} cpus, load {machine['loadAverage']}",
+        f"repeat={args.repeat}; {machine['cpus']} cpus, load {machine['loadAverage']}",
         flush=True,
     )
 

@@ -54,21 +54,17 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy, as workers run (faasopt.payload.WORKER_ENV)
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from benchkit import liblinear  # noqa: E402
+from benchkit import liblinear, machine  # noqa: E402
 
 import faasopt  # noqa: E402
 from faasopt.algorithms.sgd import problem_from_wire  # noqa: E402
@@ -675,39 +671,6 @@ def pmf_part(size: dict, workers: int, blocks_n: int, repeat: int, echo) -> dict
 
 
 # ----------------------------------------------------------------------------- output
-
-
-def machine() -> dict[str, Any]:
-    import sklearn
-
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.strip()
-        )
-    except OSError:
-        commit, dirty = None, None
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "loadAverage": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "commit": commit,
-        "workingTreeModified": dirty,
-    }
 
 
 def _fmt(value: Any, spec: str = ".2f", none: str = "-") -> str:
