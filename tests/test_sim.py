@@ -204,7 +204,8 @@ def test_model_rule_evicts_several_workers_at_once_and_keeps_the_iterates(manife
     plan = plan_job(job)
     data = load_data(plan)
     shared: dict = {}
-    slow = dataclasses.replace(LAMBDA, message_overhead_seconds=1e-3)
+    # all invoked at once, so that a bill's length is its worker's lifetime alone
+    slow = dataclasses.replace(LAMBDA, message_overhead_seconds=1e-3, invoke_interval_seconds=0.0)
     none = simulate(plan, slow, data=data, cpu_seconds=shared)
     settings = ScaleInSettings(policy="auto", interval_seconds=0.0, min_workers=3)
     auto = simulate(plan, slow, settings, data=data, cpu_seconds=shared)
