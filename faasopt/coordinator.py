@@ -278,7 +278,10 @@ class Coordinator:
         self._untraced_compute = 0.0  # workers' compute in rounds the trace does not list
         self.speculations = 0
         self.speculation_wins = 0
-        self.tracker = scalein.Tracker(plan.scale_in, max_victims=None)  # several at once
+        # several victims at once, carried out after the round the decision ran beside
+        self.tracker = scalein.Tracker(plan.scale_in, max_victims=None, ahead=1)
+        self._deciding: asyncio.Future[scalein.Decision] | None = None
+        """The decision on the last round, running on a thread while this round runs."""
         self.price = cost.price_of(plan.platform)
         self._started = time.perf_counter()
         self.store = store
@@ -348,6 +351,8 @@ class Coordinator:
             with contextlib.suppress(NatsError):  # workers also leave when NATS is gone
                 await self._publish(self.subjects.ctl, p.Stop(error[:200]))
         finally:
+            if self._deciding is not None:  # the job is over: let the thread finish, unheeded
+                await asyncio.wait([self._deciding])
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
                 await beats.unsubscribe()
@@ -498,15 +503,17 @@ class Coordinator:
         or moved to it)."""
         return self.driver.assignment(record.name, record.instance or "", blocks)
 
-    async def _scale_in(self, report: RoundReport) -> None:
-        """Observe the round and carry out the decision: evict one worker, or stop the job."""
-        if not self.tracker.active or self.driver.done:
+    async def _scale_in(self, report: RoundReport | None) -> None:
+        """Carry out the decision taken while this round ran (evict, or stop the job), then
+        start the decision on this round (``report``; None for a round the trace does not
+        list), on a thread while the next round runs: the policy's fits stay off the rounds'
+        critical path."""
+        if self._deciding is not None:
+            decision, self._deciding = await self._deciding, None
+            if not self.driver.done:
+                await self._carry_out(decision, report)
+        if report is None or not self.tracker.active or self.driver.done:
             return
-        spend = scalein.Spend(
-            dollars=report.dollars,
-            rates=cost.rates(self.price, self.plan.memory_mb),
-            remaining_iterations=self.driver.remaining_rounds(),
-        )
         observation = scalein.Observation.of_round(
             report.record.iteration,
             report.record.objective,
@@ -514,7 +521,20 @@ class Coordinator:
             report.timings,
             blocks={n: len(self.workers[n].blocks) for n in report.timings if n in self.workers},
         )
-        decision = self.tracker.after_round(observation, spend)
+        if set(observation.workers) != set(self.workers) or self._evicting:
+            self.tracker.observe(observation)  # the pool has changed since: it would weigh the gone
+            return
+        spend = scalein.Spend(
+            dollars=report.dollars,
+            rates=cost.rates(self.price, self.plan.memory_mb),
+            remaining_iterations=self.driver.remaining_rounds(),
+        )
+        self._deciding = asyncio.ensure_future(
+            asyncio.to_thread(self.tracker.after_round, observation, spend)
+        )
+
+    async def _carry_out(self, decision: scalein.Decision, report: RoundReport | None) -> None:
+        """Evict the decision's victims, or stop the job (:class:`GuardStop`)."""
         if decision.action is scalein.Action.EVICT:
             victims = [v for v in decision.victims if v in self.workers]
             for victim in victims:
@@ -525,9 +545,10 @@ class Coordinator:
         elif decision.action is scalein.Action.STOP:
             projected = decision.figures.projected_dollars
             ahead = f", ${projected:.6g} projected to converge" if projected is not None else ""
+            last = report or self.rounds[-1]
             raise GuardStop(
                 decision.reason.value,
-                f"stopped after round {report.record.iteration}: ${report.dollars:.6g} spent"
+                f"stopped after round {last.record.iteration}: ${last.dollars:.6g} spent"
                 f"{ahead}; the solution is the last z",
             )
 
@@ -679,6 +700,7 @@ class Coordinator:
                 await self._evict(victim, why, leaving=evicting)
         if record is None:  # a round the trace does not list (k-means++ seeding, MA's flush)
             self._untraced_compute += sum(t.compute for t in timings.values())
+            await self._scale_in(None)
             return
         report = RoundReport(record, self._elapsed(solve_started), timings, self.dollars())
         self.rounds.append(report)

@@ -495,6 +495,7 @@ def decide(
     state: PolicyState | None = None,
     spend: Spend | None = None,
     max_victims: int | None = None,
+    ahead: int = 0,
 ) -> Decision:
     """The decision after the last round of ``history`` (oldest first, at least one round).
 
@@ -504,6 +505,8 @@ def decide(
     ``model`` rule of ``auto`` names several victims; ``max_victims`` caps how many (1 for a
     caller that evicts one worker per decision; None: no cap). ``state`` is the previous
     decision's, taken on a shorter prefix of the same ``history`` (None: the first decision).
+    ``ahead``: rounds that will have run when the decision is carried out (1 for a caller that
+    decides while the next round runs); the guards stop that much earlier.
     """
     if not history:
         raise ValueError("decide needs at least one observed round")
@@ -516,8 +519,8 @@ def decide(
     steps = state.round_times.model() if _uses_step_model(settings) else None
     guards = _guard_figures(history, spend, steps, state)
     return (
-        _budget_guard(history, settings, state, spend, steps, guards)
-        or _deadline_guard(history, settings, state, steps, guards)
+        _budget_guard(history, settings, state, spend, steps, guards, ahead)
+        or _deadline_guard(history, settings, state, steps, guards, ahead)
         or _POLICIES[settings.policy](
             history, settings, state, steps, guards, spend=spend, max_victims=max_victims
         )
@@ -924,16 +927,18 @@ def _projected_dollars(spend: Spend, workers: int, step_seconds: float) -> float
     return spend.dollars + spend.rates.at(workers) * spend.remaining_iterations * step_seconds
 
 
-def _budget_guard(history, settings, state, spend, steps, guards) -> Decision | None:
-    """Stop when the budget is spent; shrink, or stop, when converging would overspend it."""
+def _budget_guard(history, settings, state, spend, steps, guards, ahead=0) -> Decision | None:
+    """Stop when the budget is spent (by the time the decision is carried out, ``ahead``
+    rounds later); shrink, or stop, when converging would overspend it."""
     budget = settings.budget_dollars
     if budget is None or spend is None:
         return None
-    if spend.dollars >= budget:
+    workers = len(history[-1].workers)
+    in_flight = ahead * spend.rates.at(workers) * steps.seconds(workers) if steps else 0.0
+    if spend.dollars + in_flight >= budget:
         return _decision(history, Action.STOP, Reason.BUDGET_EXCEEDED, state, guards)
     if guards.projected_dollars is None or guards.projected_dollars <= budget:
         return None
-    workers = len(history[-1].workers)
     step = _smaller_step(steps, workers)
     cheaper = step is not None and (
         _projected_dollars(spend, workers - 1, step) < guards.projected_dollars
@@ -943,18 +948,19 @@ def _budget_guard(history, settings, state, spend, steps, guards) -> Decision | 
     return _decision(history, Action.STOP, Reason.BUDGET_EXCEEDED, state, guards)
 
 
-def _deadline_guard(history, settings, state, steps, guards) -> Decision | None:
+def _deadline_guard(history, settings, state, steps, guards, ahead=0) -> Decision | None:
     """Stop before a round that cannot end by the deadline; shrink when that is faster.
 
     Stopping earlier would not meet a deadline that is projected to be missed, only lose
-    rounds; so the guard stops only when the next round cannot finish in time.
+    rounds; so the guard stops only when the first round the decision can still spare (the
+    next, or ``ahead`` rounds later) cannot finish in time.
     """
     deadline = settings.deadline_seconds
     if deadline is None or steps is None:
         return None
     now = history[-1]
     workers = len(now.workers)
-    if now.wall_seconds + steps.seconds(workers) > deadline:
+    if now.wall_seconds + (1 + ahead) * steps.seconds(workers) > deadline:
         return _decision(history, Action.STOP, Reason.DEADLINE_EXCEEDED, state, guards)
     late = guards.projected_seconds is not None and guards.projected_seconds > deadline
     smaller = _smaller_step(steps, workers)
@@ -1169,6 +1175,9 @@ class Tracker:
     max_victims: int | None = 1
     """Victims one decision may name (:func:`decide`); 1 for a caller that evicts one worker per
     decision (the coordinator until it carries out ``Decision.victims``), None: no cap."""
+    ahead: int = 0
+    """Rounds between the observed round and carrying out its decision (:func:`decide`): 1 for
+    the coordinator and the simulated platform, which decide while the next round runs."""
 
     @property
     def active(self) -> bool:
@@ -1176,11 +1185,18 @@ class Tracker:
         s = self.settings
         return s.policy != "none" or s.budget_dollars is not None or s.deadline_seconds is not None
 
+    def observe(self, observation: Observation) -> None:
+        """Record a finished round without deciding on it: a round of a pool that has changed
+        since (a decision on it would weigh workers already gone)."""
+        self.observations.append(observation)
+
     def after_round(self, observation: Observation, spend: Spend | None = None) -> Decision:
         """Observe a finished round and decide."""
         self.observations.append(observation)
         previous = self.decisions[-1].state if self.decisions else None
-        decision = decide(self.observations, self.settings, previous, spend, self.max_victims)
+        decision = decide(
+            self.observations, self.settings, previous, spend, self.max_victims, self.ahead
+        )
         self.decisions.append(decision)
         return decision
 

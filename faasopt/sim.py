@@ -220,8 +220,9 @@ def simulate(
     only its clock is shared. The scale-in decision's CPU time is never shared: it is the
     policy's own cost.
 
-    ``tracker`` replaces ``scalein.Tracker(scale_in, max_victims=None)``, which decides after
-    every round (benchmarks use it to replay a fixed schedule of evictions).
+    ``tracker`` replaces ``scalein.Tracker(scale_in, max_victims=None, ahead=1)``, which
+    decides on every round while the next one runs, as the coordinator does (benchmarks use
+    it to replay a fixed schedule of evictions).
     """
     plan = job if isinstance(job, JobPlan) else plan_job(load(job), workers)
     if isinstance(job, JobPlan) and workers is not None:
@@ -290,10 +291,12 @@ class _Simulation:
         self.messages: list[MessageRecord] = []
         self.msg_ids: dict[str, int] = {}
         self.rounds: list[RoundReport] = []
-        # several victims at once
-        self.tracker = tracker or scalein.Tracker(scale_in, max_victims=None)
+        # several victims at once, carried out a round later
+        self.tracker = tracker or scalein.Tracker(scale_in, max_victims=None, ahead=1)
         self.evicting: dict[str, str] = {}
         """Victims that hand their blocks' states back in the next round, and why (MA-SGD)."""
+        self.deciding: tuple[scalein.Observation, scalein.Spend] | None = None
+        """The last round's observation, to decide on while the next round runs."""
         self.lifetimes: dict[str, float] = {}
         self.now = 0.0
         self.hub_out = 0.0  # when the server's link to workers is next free
@@ -312,9 +315,7 @@ class _Simulation:
         driver = self.driver
         try:
             while not driver.done and self.error is None:
-                listed = self._round(solve_started)
-                if listed and not driver.done:  # decide on the rounds the trace lists
-                    self._decide(solve_started)
+                self._round(solve_started)
             objective = self._finish() if self.error is None else None
         except FaasoptError as exc:  # what a real run ends with (e.g. k-means on too few rows)
             self.error, objective = str(exc), None
@@ -382,13 +383,19 @@ class _Simulation:
             algorithm=plan.worker_algorithm,
         )
 
-    def _round(self, solve_started: float) -> bool:
-        """One round: broadcast, every worker's step through its runner, gather, reduce.
-        Whether the trace lists it (not k-means++ seeding, not MA-SGD's flush)."""
+    def _round(self, solve_started: float) -> None:
+        """One round: broadcast, decide on the last round (the coordinator's core, as the
+        coordinator's decision thread), every worker's step through its runner, gather, reduce,
+        carry out the decision."""
         pool, driver = self.pool, self.driver
         k = driver.iteration
         leave = tuple(sorted(self.evicting))
         published, received, message = self._broadcast(driver.broadcast(leave), k)
+        decision = None
+        if self.deciding is not None:
+            deciding, self.deciding = self.deciding, None
+            decision, cpu = _timed(lambda: self.tracker.after_round(*deciding))
+            self.coordinator_free += cpu  # the answers wait: one interpreter, one core
         received = {n: max(t, pool[n].ready_at) for n, t in received.items()}
         works, steps = {}, {}
         for name, worker in pool.items():
@@ -422,11 +429,28 @@ class _Simulation:
         if leave:  # they answered with their blocks' states: move them now
             self._evict(leave, self.evicting[leave[0]])
             self.evicting.clear()
-        if record is None:  # a round the trace does not list
+        if record is None:  # a round the trace does not list (k-means++ seeding, MA's flush)
             self.untraced_compute += sum(t.compute for t in timings.values())
-            return False
-        self.rounds.append(RoundReport(record, self.now - solve_started, timings))
-        return True
+            if decision is not None and not driver.done:
+                self._carry_out(decision)
+            return
+        report = RoundReport(record, self.now - solve_started, timings)
+        self.rounds.append(report)
+        observation = scalein.Observation.of_round(
+            record.iteration,
+            record.objective,
+            report.elapsed_seconds,
+            timings,
+            blocks={name: len(pool[name].blocks) for name in timings if name in pool},
+        )
+        if decision is not None:
+            self._carry_out(decision)
+        if driver.done or self.error is not None:
+            return
+        if set(observation.workers) == set(self.pool) and not self.evicting:
+            self.deciding = (observation, self._spend())
+        else:  # the pool has changed since: a decision on this round would weigh the gone
+            self.tracker.observe(observation)
 
     def _cpu(self, runner: Runner, work: str, iteration: int | None = None) -> float:
         """The CPU seconds of the runner's last ``work`` (each block's, shared: ``simulate``)."""
@@ -454,25 +478,13 @@ class _Simulation:
 
     # --- scale-in -----------------------------------------------------------------------------
 
-    def _decide(self, solve_started: float) -> None:
-        """The scale-in decision after the last round, taken on the virtual history."""
-        last = self.rounds[-1]
-        observation = scalein.Observation.of_round(
-            last.record.iteration,
-            last.record.objective,
-            last.elapsed_seconds,
-            last.timings,
-            blocks={name: len(w.blocks) for name, w in self.pool.items()},
-        )
-        spend = self._spend()
-        decision, cpu = _timed(lambda: self.tracker.after_round(observation, spend))
-        self.now += cpu
+    def _carry_out(self, decision: scalein.Decision) -> None:
+        """Act on the decision taken while the round that just ended ran."""
         if decision.action is scalein.Action.STOP:
             self.error = f"{decision.reason.value}: stopped by the scale-in guard"
             for w in self.pool.values():
                 self.lifetimes[w.record.name] = self.now - w.record.invoked_at
         elif decision.action is scalein.Action.EVICT:
-            # the round's observation still lists the workers that left after it
             victims = [v for v in decision.victims if v in self.pool]
             if self.driver.hands_back:  # they hand their blocks' states back in the next round
                 self.evicting.update(dict.fromkeys(victims, decision.reason.value))

@@ -20,6 +20,7 @@ from faasopt.scalein import (
     Reason,
     ScaleInSettings,
     Spend,
+    Tracker,
     decide,
     ewma,
     fit_curve,
@@ -382,6 +383,34 @@ def test_deadline_guard_stops_before_a_round_that_cannot_finish():
     decision = decide(history, settings)
     assert decision.action is Action.STOP and decision.reason is Reason.DEADLINE_EXCEEDED
     assert decide(history, ScaleInSettings(deadline_seconds=12.5)).action is Action.KEEP
+
+
+def test_guards_decided_while_a_round_runs_look_one_round_further():
+    """A decision carried out after the round in flight (``ahead=1``) stops a round earlier:
+    the round in flight ends, and is paid, whatever it says."""
+    history = _steady(("a", "b"), step=2.0)  # wall 10 s, rounds of 2 s
+    settings = ScaleInSettings(deadline_seconds=12.5)
+    assert decide(history, settings).action is Action.KEEP
+    late = decide(history, settings, ahead=1)
+    assert late.action is Action.STOP and late.reason is Reason.DEADLINE_EXCEEDED
+    # 2 workers: 0.021 $/s, 2 s rounds: 0.042 $ a round; 0.97 $ spent of a 1 $ budget
+    settings = ScaleInSettings(budget_dollars=1.0)
+    spend = Spend(dollars=0.97, rates=RATES, remaining_iterations=None)
+    assert decide(history, settings, spend=spend).action is Action.KEEP
+    over = decide(history, settings, spend=spend, ahead=1)
+    assert over.action is Action.STOP and over.reason is Reason.BUDGET_EXCEEDED
+
+
+def test_a_tracker_observes_without_deciding():
+    """A round of a pool that has changed since is recorded for the history, not decided on."""
+    tracker = Tracker(ScaleInSettings(policy="idle"), ahead=1)
+    history = _steady(("a", "b", "c"), step=1.0)
+    for o in history[:-1]:
+        tracker.after_round(o)
+    tracker.observe(history[-1])
+    assert tracker.observations == history
+    assert [d.iteration for d in tracker.decisions] == [o.iteration for o in history[:-1]]
+    assert tracker.after_round(observation(5, 1.0, 6.0, ("a", "b", "c"))).iteration == 5
 
 
 def test_deadline_guard_shrinks_when_a_smaller_pool_is_faster():

@@ -67,8 +67,11 @@ def test_a_shrinking_pool_keeps_the_iterates(manifest, unshrunk, policy):
     assert len(evicted) == report["scaleIn"]["evictions"] == 4 - workers[-1]
     decisions = report["scaleIn"]["decisions"]
     assert report["scaleIn"]["policy"] == policy["policy"]
-    assert len(decisions) == report["iterations"] - 1  # every round but the last is decided
     evictions = [d for d in decisions if d["action"] == "evict"]
+    # every round is decided on while the next runs, but the last, and the round run beside an
+    # eviction's decision (its pool is gone once the decision is carried out after it)
+    assert len(decisions) == report["iterations"] - 1 - len(evictions)
+    assert not {d["iteration"] + 1 for d in evictions} & {d["iteration"] for d in decisions}
     assert sorted(d["victim"] for d in evictions) == sorted(c["worker"] for c in evicted)
     traced = [e["scaleIn"] for e in report["trace"] if e["scaleIn"]]
     assert traced == decisions
@@ -93,7 +96,9 @@ def test_a_budget_stops_the_job_and_keeps_the_last_solution(manifest, unshrunk):
     report = result.report
     assert report["status"] == "failed" and report["error"].startswith("BudgetExceeded:")
     assert 1 <= report["iterations"] < unshrunk.report["iterations"]
-    assert report["trace"][-1]["scaleIn"]["action"] == "stop"
+    # decided on the round before the last, while the last ran; carried out after it
+    assert report["trace"][-2]["scaleIn"]["action"] == "stop"
+    assert report["trace"][-1]["scaleIn"] is None
     assert np.count_nonzero(result.solution) > 0
     assert all(math.isfinite(e["objective"]) for e in report["trace"])
 
@@ -103,8 +108,8 @@ def test_one_decision_evicts_several_workers(manifest, unshrunk, monkeypatch):
     the iterates do not change."""
     decide = scalein.decide
 
-    def two_at_once(history, settings, state=None, spend=None, max_victims=None):
-        decision = decide(history, settings, state, spend, max_victims)
+    def two_at_once(history, settings, state=None, spend=None, max_victims=None, ahead=0):
+        decision = decide(history, settings, state, spend, max_victims, ahead)
         now = history[-1]
         if now.iteration != 5 or len(now.workers) != 4:
             return decision
@@ -125,7 +130,7 @@ def test_one_decision_evicts_several_workers(manifest, unshrunk, monkeypatch):
     assert _objectives(result) == _objectives(unshrunk)  # bit for bit
     np.testing.assert_array_equal(result.solution, unshrunk.solution)
     workers = [entry["workers"] for entry in report["trace"]]
-    assert workers[:6] == [4] * 6 and set(workers[6:]) == {2}
+    assert workers[:7] == [4] * 7 and set(workers[7:]) == {2}  # carried out after round 6
     evicted = sorted(c["worker"] for c in report["coldStarts"] if c["ended"])
     decision = next(d for d in report["scaleIn"]["decisions"] if d["action"] == "evict")
     assert decision["iteration"] == 5 and sorted(decision["victims"]) == evicted
