@@ -31,10 +31,11 @@ Timings follow seed 001, Sec. II-B: a worker's compute runs from receiving the r
 sending its answer, its idle time from its previous send to receiving it, and its communication
 is the delay (broadcast to the coordinator starting to process its answer) minus its compute.
 
-Scale-in (:mod:`faasopt.scalein`) decides after every round on the virtual history; an evicted
-worker's blocks go to the survivors holding the fewest blocks (ties by name), each of which gets
-their state (``assign``, ``handover``) and loads their data before its next step. The iterates do
-not change. Figures are predictions: the report says ``"predicted": true``.
+Scale-in (:mod:`faasopt.scalein`) decides on every round while the next one runs, as the
+coordinator does (its CPU on the coordinator's core), and the decision is carried out after that
+round; an evicted worker's blocks go to the survivors holding the fewest blocks (ties by name),
+each of which gets their state (``assign``, ``handover``) and loads their data before its next
+step. The iterates do not change. Figures are predictions: the report says ``"predicted": true``.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def simulate(
 
     ``job`` is a TrainingJob, a manifest path or a planned job; ``workers`` overrides its count
     (blocks stay). ``data``, from :func:`load_data` of the same plan, saves loading the blocks
-    again. ``scale_in`` (default: the plan's, from the manifest) decides after every round.
+    again. ``scale_in`` (default: the plan's, from the manifest) decides on every round.
 
     ``cpu_seconds`` holds the CPU seconds of pieces of work that are the same in every run of
     the job: each block's step of each round (``("step", k, b)``), each round's reduce
