@@ -109,14 +109,14 @@ def solve_bill(report: dict[str, Any]) -> cost.JobCost:
 
     A decision is carried out a round or two after the round it was taken on (while the next
     ran; MA-SGD's victims answer once more): the n-th eviction is the n-th drop of the trace's
-    pool size, at the end of the last round the victims were in."""
+    pool size, at the end of the last round the victims were in (decisions not carried out
+    retired nobody)."""
     trace = report["trace"]
     drops = [a["elapsedSeconds"] for a, b in pairwise(trace) if b["workers"] < a["workers"]]
-    decisions = [d for d in report["scaleIn"]["decisions"] if d["action"] == "evict"]
+    carried_out = [d["retired"] for d in report["scaleIn"]["decisions"] if d["retired"]]
+    # no drop left: evicted after the last listed round (MA's flush), billed to the end
     evicted = {
-        victim: at
-        for d, at in zip(decisions, drops, strict=False)
-        for victim in d.get("victims") or [d["victim"]]
+        victim: at for retired, at in zip(carried_out, drops, strict=False) for victim in retired
     }
     solve = report["solveSeconds"]
     lifetimes = {c["worker"]: evicted.get(c["worker"], solve) for c in report["coldStarts"]}
@@ -131,11 +131,11 @@ class Schedule(scalein.Tracker):
         super().__init__(ScaleInSettings(policy="none"), max_victims=None)
         self.at, self.workers = at, workers
 
-    def after_round(self, observation, spend=None):
+    def after_round(self, observation, spend=None, stale=False):
         self.observations.append(observation)
         n = len(observation.workers)
         action, victims = scalein.Action.KEEP, ()
-        if observation.iteration == self.at and n > self.workers:
+        if observation.iteration == self.at and n > self.workers and not stale:
             action = scalein.Action.EVICT
             victims = tuple(scalein.idle_order(self.observations, 10)[: n - self.workers])
         decision = scalein.Decision(

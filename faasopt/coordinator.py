@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -113,6 +113,11 @@ class WorkerRecord:
         self.cold_start_seconds = received - self.invoked_at
         self.load_seconds = hello.load_seconds
         self.instance = hello.instance
+
+
+def evicted(records: Iterable[WorkerRecord]) -> list[str]:
+    """The workers among ``records`` that scale-in evicted."""
+    return [r.name for r in records if (r.ended or "").startswith(EVICTED)]
 
 
 @dataclass(frozen=True)
@@ -351,8 +356,9 @@ class Coordinator:
             with contextlib.suppress(NatsError):  # workers also leave when NATS is gone
                 await self._publish(self.subjects.ctl, p.Stop(error[:200]))
         finally:
-            if self._deciding is not None:  # the job is over: let the thread finish, unheeded
-                await asyncio.wait([self._deciding])
+            if self._deciding is not None:  # the job is over: the decision is not carried out
+                with contextlib.suppress(Exception):
+                    await self._deciding
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
                 await beats.unsubscribe()
@@ -370,7 +376,9 @@ class Coordinator:
             speculation_wins=self.speculation_wins,
             lifetimes=self.lifetimes(),
             guard=guard,
-            scale_in=self.tracker.to_report() if self.tracker.active else None,
+            scale_in=self.tracker.to_report(retired=evicted(self.history))
+            if self.tracker.active
+            else None,
             untraced_compute_seconds=self._untraced_compute,
         )
 
@@ -508,35 +516,40 @@ class Coordinator:
         start the decision on this round (``report``; None for a round the trace does not
         list), on a thread while the next round runs: the policy's fits stay off the rounds'
         critical path."""
+        observation = None
+        if report is not None:  # the pool as it was in the round
+            observation = scalein.Observation.of_round(
+                report.record.iteration,
+                report.record.objective,
+                report.elapsed_seconds,
+                report.timings,
+                blocks={
+                    n: len(self.workers[n].blocks) for n in report.timings if n in self.workers
+                },
+            )
         if self._deciding is not None:
             decision, self._deciding = await self._deciding, None
             if not self.driver.done:
                 await self._carry_out(decision, report)
-        if report is None or not self.tracker.active or self.driver.done:
+        if observation is None or not self.tracker.active or self.driver.done:
             return
-        observation = scalein.Observation.of_round(
-            report.record.iteration,
-            report.record.objective,
-            report.elapsed_seconds,
-            report.timings,
-            blocks={n: len(self.workers[n].blocks) for n in report.timings if n in self.workers},
-        )
-        if set(observation.workers) != set(self.workers) or self._evicting:
-            self.tracker.observe(observation)  # the pool has changed since: it would weigh the gone
-            return
+        # the pool has changed since (evictions carried out, victims still to hand back): a
+        # decision on this round would weigh workers already gone; only a guard's stop counts
+        stale = set(observation.workers) != set(self.workers) or bool(self._evicting)
         spend = scalein.Spend(
             dollars=report.dollars,
             rates=cost.rates(self.price, self.plan.memory_mb),
             remaining_iterations=self.driver.remaining_rounds(),
         )
         self._deciding = asyncio.ensure_future(
-            asyncio.to_thread(self.tracker.after_round, observation, spend)
+            asyncio.to_thread(self.tracker.after_round, observation, spend, stale)
         )
 
     async def _carry_out(self, decision: scalein.Decision, report: RoundReport | None) -> None:
         """Evict the decision's victims, or stop the job (:class:`GuardStop`)."""
         if decision.action is scalein.Action.EVICT:
-            victims = [v for v in decision.victims if v in self.workers]
+            leaving = {*self._retiring, *self._leaving}  # they go anyway, their own way
+            victims = [v for v in decision.victims if v in self.workers and v not in leaving]
             for victim in victims:
                 if self.driver.hands_back:  # it hands its blocks' states back in the next round
                     self._evicting[victim] = decision.reason.value
@@ -671,7 +684,9 @@ class Coordinator:
         timings: dict[str, WorkerTiming] = {}
         sent = time.perf_counter()
         self._broadcasts = [*self._broadcasts[-1:], sent]
-        evicting = tuple(sorted(set(self._evicting) & set(self.workers)))
+        # victims gone meanwhile (rotated out, replaced) hand nothing back
+        self._evicting = {v: why for v, why in self._evicting.items() if v in self.workers}
+        evicting = tuple(sorted(self._evicting))
         leave = tuple(sorted({*evicting, *self._retiring} & set(self.workers)))
         broadcast = self.driver.broadcast(leave)
         await self._publish(self.subjects.ctl, broadcast)

@@ -124,13 +124,15 @@ def responsiveness(report: Report) -> Figure:
 
 
 def workers(report: Report) -> Figure:
-    """Active workers (scale-in evictions marked) and the cost so far, against solve time."""
+    """Active workers (the rounds whose scale-in decision evicted marked: the pool drops a round
+    or two later, once it is carried out) and the cost so far, against solve time."""
     fig = Figure(figsize=(7, 6), layout="constrained")
     pool, spent = fig.subplots(2, 1, sharex=True)
     elapsed = _values(report, "elapsedSeconds")
     pool.step(elapsed, _values(report, "workers"), where="post")
     for entry in report["trace"]:
-        if (entry.get("scaleIn") or {}).get("action") == "evict":
+        decision = entry.get("scaleIn") or {}
+        if decision.get("retired", decision.get("action") == "evict"):  # older reports: named
             pool.axvline(entry["elapsedSeconds"], color="tab:red", linestyle=":", linewidth=1)
     pool.set(ylabel="active workers", title="Workers and cost", ylim=(0, None))
     pool.yaxis.set_major_locator(MaxNLocator(integer=True))

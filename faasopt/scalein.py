@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import pairwise
@@ -172,6 +172,9 @@ class Reason(StrEnum):
     """Why a decision was taken: a CamelCase word, as Kubernetes condition reasons are."""
 
     POLICY_NONE = "PolicyNone"
+    POOL_CHANGING = "PoolChanging"
+    """The pool has changed since the round (a decision carried out after it evicted, victims
+    still handing their blocks back): only a guard's stop is weighed, not the gone workers."""
     INTERVAL = "Interval"
     """An eviction is wanted but the last one is younger than the scheduling interval."""
     MIN_WORKERS = "MinWorkers"
@@ -496,6 +499,7 @@ def decide(
     spend: Spend | None = None,
     max_victims: int | None = None,
     ahead: int = 0,
+    stale: bool = False,
 ) -> Decision:
     """The decision after the last round of ``history`` (oldest first, at least one round).
 
@@ -506,7 +510,9 @@ def decide(
     caller that evicts one worker per decision; None: no cap). ``state`` is the previous
     decision's, taken on a shorter prefix of the same ``history`` (None: the first decision).
     ``ahead``: rounds that will have run when the decision is carried out (1 for a caller that
-    decides while the next round runs); the guards stop that much earlier.
+    decides while the next round runs); the guards stop that much earlier. ``stale``: the pool
+    has changed since the last round (:attr:`Reason.POOL_CHANGING`): the knee is still tracked
+    and a guard may still stop the job, but nothing is evicted.
     """
     if not history:
         raise ValueError("decide needs at least one observed round")
@@ -518,12 +524,14 @@ def decide(
         state = _track_knee(history, settings, state)
     steps = state.round_times.model() if _uses_step_model(settings) else None
     guards = _guard_figures(history, spend, steps, state)
-    return (
-        _budget_guard(history, settings, state, spend, steps, guards, ahead)
-        or _deadline_guard(history, settings, state, steps, guards, ahead)
-        or _POLICIES[settings.policy](
-            history, settings, state, steps, guards, spend=spend, max_victims=max_victims
-        )
+    guarded = _budget_guard(history, settings, state, spend, steps, guards, ahead)
+    guarded = guarded or _deadline_guard(history, settings, state, steps, guards, ahead)
+    if stale:
+        if guarded is not None and guarded.action is Action.STOP:
+            return guarded
+        return _decision(history, Action.KEEP, Reason.POOL_CHANGING, state, guards)
+    return guarded or _POLICIES[settings.policy](
+        history, settings, state, steps, guards, spend=spend, max_victims=max_victims
     )
 
 
@@ -1185,25 +1193,37 @@ class Tracker:
         s = self.settings
         return s.policy != "none" or s.budget_dollars is not None or s.deadline_seconds is not None
 
-    def observe(self, observation: Observation) -> None:
-        """Record a finished round without deciding on it: a round of a pool that has changed
-        since (a decision on it would weigh workers already gone)."""
-        self.observations.append(observation)
-
-    def after_round(self, observation: Observation, spend: Spend | None = None) -> Decision:
-        """Observe a finished round and decide."""
+    def after_round(
+        self, observation: Observation, spend: Spend | None = None, stale: bool = False
+    ) -> Decision:
+        """Observe a finished round and decide (``stale``: see :func:`decide`)."""
         self.observations.append(observation)
         previous = self.decisions[-1].state if self.decisions else None
         decision = decide(
-            self.observations, self.settings, previous, spend, self.max_victims, self.ahead
+            self.observations,
+            self.settings,
+            previous,
+            spend,
+            self.max_victims,
+            self.ahead,
+            stale,
         )
         self.decisions.append(decision)
         return decision
 
-    def to_report(self) -> dict[str, Any]:
-        """The report's ``scaleIn`` section: the policy, evictions and every decision."""
-        return {
-            "policy": self.settings.policy,
-            "evictions": sum(len(d.victims) for d in self.decisions if d.action is Action.EVICT),
-            "decisions": [d.to_dict() for d in self.decisions],
-        }
+    def to_report(self, retired: Collection[str] | None = None) -> dict[str, Any]:
+        """The report's ``scaleIn`` section: the policy, evictions and every decision.
+
+        ``retired``: the workers the caller really evicted. A decision's victims may not all
+        leave (the job ended before it was carried out, a victim left for another reason
+        first); each decision then lists those that did (``retired``: each to the last decision
+        that named it) and ``evictions`` counts them. None: every victim named left.
+        """
+        named = {v: i for i, d in enumerate(self.decisions) for v in d.victims}
+        gone = set(named) if retired is None else set(retired) & set(named)
+        entries = []
+        for i, d in enumerate(self.decisions):
+            entry = d.to_dict()
+            entry["retired"] = [v for v in d.victims if v in gone and named[v] == i]
+            entries.append(entry)
+        return {"policy": self.settings.policy, "evictions": len(gone), "decisions": entries}

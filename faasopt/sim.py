@@ -55,7 +55,14 @@ import numpy as np
 from faasopt import cost, scalein
 from faasopt import protocol as p
 from faasopt.algorithms import Runner, driver_for, runner_for
-from faasopt.coordinator import Outcome, RoundReport, WorkerRecord, WorkerTiming
+from faasopt.coordinator import (
+    EVICTED,
+    Outcome,
+    RoundReport,
+    WorkerRecord,
+    WorkerTiming,
+    evicted,
+)
 from faasopt.data import Block, load_blocks
 from faasopt.data.ratings import Ratings
 from faasopt.errors import FaasoptError
@@ -296,7 +303,7 @@ class _Simulation:
         self.tracker = tracker or scalein.Tracker(scale_in, max_victims=None, ahead=1)
         self.evicting: dict[str, str] = {}
         """Victims that hand their blocks' states back in the next round, and why (MA-SGD)."""
-        self.deciding: tuple[scalein.Observation, scalein.Spend] | None = None
+        self.deciding: tuple[scalein.Observation, scalein.Spend, bool] | None = None
         """The last round's observation, to decide on while the next round runs."""
         self.lifetimes: dict[str, float] = {}
         self.now = 0.0
@@ -333,7 +340,7 @@ class _Simulation:
             rho_changes=getattr(driver, "rho_changes", 0),
             rejected=dict(self.coordinator_decoder.rejected + self.worker_decoder.rejected),
             lifetimes=self.lifetimes,
-            scale_in=self.tracker.to_report(),
+            scale_in=self.tracker.to_report(retired=evicted(self.history)),
             untraced_compute_seconds=self.untraced_compute,
         )
         report = self._report(outcome)
@@ -444,14 +451,13 @@ class _Simulation:
             timings,
             blocks={name: len(pool[name].blocks) for name in timings if name in pool},
         )
+        if driver.done:  # the decision taken beside the last round is not carried out
+            return
         if decision is not None:
             self._carry_out(decision)
-        if driver.done or self.error is not None:
-            return
-        if set(observation.workers) == set(self.pool) and not self.evicting:
-            self.deciding = (observation, self._spend())
-        else:  # the pool has changed since: a decision on this round would weigh the gone
-            self.tracker.observe(observation)
+        if self.error is None:  # only a guard's stop counts where the pool has changed since
+            stale = set(observation.workers) != set(self.pool) or bool(self.evicting)
+            self.deciding = (observation, self._spend(), stale)
 
     def _cpu(self, runner: Runner, work: str, iteration: int | None = None) -> float:
         """The CPU seconds of the runner's last ``work`` (each block's, shared: ``simulate``)."""
@@ -516,7 +522,7 @@ class _Simulation:
         victim is billed until now."""
         gone = [self.pool.pop(victim) for victim in victims]
         for worker in gone:
-            worker.record.ended = f"evicted: {reason}"
+            worker.record.ended = f"{EVICTED}: {reason}"
             self.lifetimes[worker.record.name] = self.now - worker.record.invoked_at
             moved: dict[str, list[int]] = {}
             for b in worker.blocks:

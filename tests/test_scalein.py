@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -401,16 +402,35 @@ def test_guards_decided_while_a_round_runs_look_one_round_further():
     assert over.action is Action.STOP and over.reason is Reason.BUDGET_EXCEEDED
 
 
-def test_a_tracker_observes_without_deciding():
-    """A round of a pool that has changed since is recorded for the history, not decided on."""
-    tracker = Tracker(ScaleInSettings(policy="idle"), ahead=1)
-    history = _steady(("a", "b", "c"), step=1.0)
+def test_a_round_of_a_changed_pool_is_decided_on_for_the_guards_only():
+    """``stale``: the pool has changed since the round; its workers are not weighed (no
+    eviction), but a guard still stops the job."""
+    settings = ScaleInSettings(policy="idle", idle_share=0.1, window_rounds=2)
+    history = _steady(("a", "b", "c"), step=1.0)  # idle 0.2 of 0.5-ish: over 0.1
+    assert decide(history, settings).action is Action.EVICT
+    kept = decide(history, settings, stale=True)
+    assert kept.action is Action.KEEP and kept.reason is Reason.POOL_CHANGING
+    budget = replace(settings, budget_dollars=1.0)
+    spent = Spend(dollars=1.0, rates=RATES, remaining_iterations=None)
+    stop = decide(history, budget, spend=spent, stale=True)
+    assert stop.action is Action.STOP and stop.reason is Reason.BUDGET_EXCEEDED
+    tracker = Tracker(settings)
     for o in history[:-1]:
         tracker.after_round(o)
-    tracker.observe(history[-1])
-    assert tracker.observations == history
-    assert [d.iteration for d in tracker.decisions] == [o.iteration for o in history[:-1]]
-    assert tracker.after_round(observation(5, 1.0, 6.0, ("a", "b", "c"))).iteration == 5
+    assert tracker.after_round(history[-1], stale=True).reason is Reason.POOL_CHANGING
+    assert len(tracker.decisions) == len(tracker.observations) == len(history)
+
+
+def test_the_report_counts_the_evictions_carried_out():
+    """A decision's victims that did not leave (the job ended first) are not counted."""
+    tracker = Tracker(ScaleInSettings(policy="idle", idle_share=0.1, window_rounds=2))
+    history = _steady(("a", "b", "c"), step=1.0)
+    decisions = [tracker.after_round(o) for o in history]
+    victims = [v for d in decisions for v in d.victims]
+    assert victims and tracker.to_report()["evictions"] == len(victims)
+    report = tracker.to_report(retired=victims[:1])
+    assert report["evictions"] == 1
+    assert [v for d in report["decisions"] for v in d["retired"]] == victims[:1]
 
 
 def test_deadline_guard_shrinks_when_a_smaller_pool_is_faster():
