@@ -6,6 +6,7 @@ a run that shrinks are those of a run that does not, to the last bit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -136,3 +137,25 @@ def test_one_decision_evicts_several_workers(manifest, unshrunk, monkeypatch):
     decision = next(d for d in report["scaleIn"]["decisions"] if d["action"] == "evict")
     assert decision["iteration"] == 5 and sorted(decision["victims"]) == evicted
     assert report["scaleIn"]["evictions"] == 2
+
+
+def test_a_stop_decided_beside_the_last_round_is_not_carried_out(manifest, unshrunk, monkeypatch):
+    """The decision on a round is carried out after the next one: a stop decided on the second
+    to last round, while the last ran, comes too late to matter, and the job converges as it
+    would have."""
+    decide = scalein.decide
+    last = unshrunk.report["iterations"] - 1
+
+    def stop_late(history, settings, *args):
+        decision = decide(history, settings, *args)
+        if history[-1].iteration != last - 1:
+            return decision
+        return dataclasses.replace(
+            decision, action=scalein.Action.STOP, reason=scalein.Reason.BUDGET_EXCEEDED
+        )
+
+    monkeypatch.setattr(scalein, "decide", stop_late)
+    result = run(manifest, {"policy": "idle", "idleShare": 0.99})  # never evicts here
+    assert result.report["status"] == unshrunk.report["status"]
+    assert _objectives(result) == _objectives(unshrunk)
+    assert result.report["trace"][-2]["scaleIn"]["action"] == "stop"

@@ -12,7 +12,7 @@ import faasopt
 from faasopt import protocol as p
 from faasopt.plan import plan_job
 from faasopt.queueing import first_come_first_served, processor_sharing
-from faasopt.scalein import Action, ScaleInSettings
+from faasopt.scalein import Action, Reason, ScaleInSettings, Tracker
 from faasopt.scaling import PAPER_ADMM
 from faasopt.sim import (
     LAMBDA,
@@ -237,6 +237,39 @@ def test_model_rule_evicts_several_workers_at_once_and_keeps_the_iterates(manife
     stayed = min(bill[w] for w in bill if w not in victims)
     assert max(bill[v] for v in victims) < stayed
     assert auto.report["costDollars"] < none.report["costDollars"]
+
+
+class _StopAt(Tracker):
+    """Stops the job on the decision about round ``at``; keeps otherwise."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(ScaleInSettings(), ahead=1)
+        self.at = at
+
+    def after_round(self, observation, spend=None, stale=False):
+        decision = super().after_round(observation, spend, stale)
+        if observation.iteration == self.at:
+            decision = dataclasses.replace(
+                decision, action=Action.STOP, reason=Reason.BUDGET_EXCEEDED
+            )
+            self.decisions[-1] = decision
+        return decision
+
+
+def test_a_decision_is_carried_out_after_the_round_that_ran_beside_it(manifest):
+    """A stop decided on round k ends the job after round k + 1; one decided on the second to
+    last round, beside the last, is not carried out: the job converges."""
+    job = _job(manifest, {"samples": 2000, "features": 100, "density": 0.05, "seed": 1}, count=4)
+    plan = plan_job(job)
+    data = load_data(plan)
+    shared: dict = {}
+    free = simulate(plan, LAMBDA, data=data, cpu_seconds=shared)
+    last = free.iterations - 1
+    late = simulate(plan, LAMBDA, data=data, cpu_seconds=shared, tracker=_StopAt(last - 1))
+    assert late.report["status"] == "converged" and late.objective == free.objective
+    early = simulate(plan, LAMBDA, data=data, cpu_seconds=shared, tracker=_StopAt(last - 2))
+    assert early.report["status"] == "failed" and early.iterations == last
+    assert early.report["trace"][-2]["scaleIn"]["action"] == "stop"
 
 
 def test_runs_sharing_cpu_seconds_share_their_clock(manifest):
