@@ -455,7 +455,8 @@ class _Simulation:
             return
         if decision is not None:
             self._carry_out(decision)
-        if self.error is None:  # only a guard's stop counts where the pool has changed since
+        if self.error is None and self.tracker.active:  # as the coordinator: none decides
+            # only a guard's stop counts where the pool has changed since
             stale = set(observation.workers) != set(self.pool) or bool(self.evicting)
             self.deciding = (observation, self._spend(), stale)
 

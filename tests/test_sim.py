@@ -246,6 +246,10 @@ class _StopAt(Tracker):
         super().__init__(ScaleInSettings(), ahead=1)
         self.at = at
 
+    @property
+    def active(self) -> bool:
+        return True
+
     def after_round(self, observation, spend=None, stale=False):
         decision = super().after_round(observation, spend, stale)
         if observation.iteration == self.at:
