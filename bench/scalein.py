@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         for name, settings in policies.items():
             runs.setdefault(name, []).append(summary(run(settings)))
-        for name in list(policies)[:2]:  # the model rule as the coordinator runs it today
+        for name in list(policies)[:2]:  # the model rule one victim at a time, as MLLess
             one = scalein.Tracker(policies[name], max_victims=1, ahead=1)
             runs.setdefault(f"{name}, 1 victim", []).append(summary(run(tracker=one)))
         knee = runs["auto (model; 20 s)"][-1]["kneeDeclared"]

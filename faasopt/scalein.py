@@ -1119,12 +1119,6 @@ def fit_curve(
     return Curve(equation, tuple(float(v) for v in fit.x), float(scale))
 
 
-def fit_step_model(history: Sequence[Observation]) -> StepModel | None:
-    """Fit :class:`StepModel` to the (pool size, round time) pairs of ``history``
-    (:class:`RoundTimes`); None until one pair exists."""
-    return RoundTimes().folded(history).model()
-
-
 def idle_share(window: Sequence[Observation]) -> float | None:
     """idle / (idle + compute) of all workers over ``window``; None if nothing was measured."""
     idle = sum(sum(o.idle.values()) for o in window)
@@ -1182,7 +1176,7 @@ class Tracker:
     decisions: list[Decision] = field(default_factory=list)
     max_victims: int | None = 1
     """Victims one decision may name (:func:`decide`); 1 for a caller that evicts one worker per
-    decision (the coordinator until it carries out ``Decision.victims``), None: no cap."""
+    decision (as MLLess evicts), None: no cap (the coordinator and the simulated platform)."""
     ahead: int = 0
     """Rounds between the observed round and carrying out its decision (:func:`decide`): 1 for
     the coordinator and the simulated platform, which decide while the next round runs."""

@@ -19,13 +19,13 @@ from faasopt.scalein import (
     Observation,
     PolicyState,
     Reason,
+    RoundTimes,
     ScaleInSettings,
     Spend,
     Tracker,
     decide,
     ewma,
     fit_curve,
-    fit_step_model,
     knee_candidate,
     most_idle,
     rounds_to_tolerance,
@@ -462,11 +462,11 @@ def test_an_observation_is_made_from_a_rounds_timings():
 def test_step_model_fits_round_times_by_pool_size():
     history = _steady(POOL, step=1.3, rounds=6) + _steady(POOL[:6], step=1.1, rounds=6, start=7.8)
     history += _steady(POOL[:4], step=0.9, rounds=6, start=14.4)
-    model = fit_step_model(history)
+    model = RoundTimes().folded(history).model()
     assert model is not None and model.workers == (4, 6, 8)
     assert all(c >= 0 for c in model.coefficients)
     assert model.seconds(8) == pytest.approx(1.3) and model.seconds(2) == pytest.approx(0.7)
-    assert fit_step_model(history[:1]) is None
+    assert RoundTimes().folded(history[:1]).model() is None
 
 
 def test_step_model_sees_compute_shared_by_the_pool():
@@ -479,7 +479,7 @@ def test_step_model_sees_compute_shared_by_the_pool():
     for w in (8, 6, 4):
         history += _steady(POOL[:w], step=d(w), rounds=4, start=start)
         start = history[-1].wall_seconds
-    model = fit_step_model(history)
+    model = RoundTimes().folded(history).model()
     assert model is not None
     assert model.seconds(2) == pytest.approx(d(2), rel=1e-6)
     assert model.seconds(3) > model.seconds(4)  # MLLess's model (c3 = 0) cannot say this
